@@ -1,0 +1,1 @@
+"""homelabcmd exporter agent: node_exporter-compatible /metrics plus heartbeats to control."""
