@@ -1,0 +1,88 @@
+"""`POST /api/v1/agents/heartbeat`: the agent's check-in (seed 001)."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+from flask import current_app, request
+from flask.views import MethodView
+
+from control import fleet
+from control.api.auth import authenticate, require
+from control.api.base import Blueprint
+from control.api.fields import BigInt, Float, Hostname, ServerId, UtcDateTime
+from control.errors import Forbidden
+
+blp = Blueprint("agents", __name__, url_prefix="/api/v1/agents",
+                description="Agent check-ins: heartbeats with metrics and OS facts.")
+
+
+class Lenient(ma.Schema):
+    """Ignore fields we do not know, so a newer agent can still talk to an older control."""
+
+    class Meta:
+        unknown = ma.EXCLUDE
+
+
+class OsInfoSchema(Lenient):
+    """Operating system facts the agent reports."""
+
+    distribution = ma.fields.String(allow_none=True, validate=ma.validate.Length(max=100))
+    version = ma.fields.String(allow_none=True, validate=ma.validate.Length(max=100))
+    kernel = ma.fields.String(allow_none=True, validate=ma.validate.Length(max=100))
+    architecture = ma.fields.String(allow_none=True, validate=ma.validate.Length(max=20))
+
+
+class MetricsSchema(Lenient):
+    """The metrics summary of one heartbeat; every field optional."""
+
+    cpu_percent = Float(0, 100, allow_none=True)
+    memory_percent = Float(0, 100, allow_none=True)
+    memory_total_mb = BigInt(allow_none=True)
+    memory_used_mb = BigInt(allow_none=True)
+    disk_percent = Float(0, 100, allow_none=True)
+    disk_total_gb = Float(0, 1e12, allow_none=True)
+    disk_used_gb = Float(0, 1e12, allow_none=True)
+    network_rx_bytes = BigInt(allow_none=True)
+    network_tx_bytes = BigInt(allow_none=True)
+    load_1m = Float(0, 1e6, allow_none=True)
+    load_5m = Float(0, 1e6, allow_none=True)
+    load_15m = Float(0, 1e6, allow_none=True)
+    uptime_seconds = BigInt(allow_none=True)
+
+
+class HeartbeatSchema(Lenient):
+    """Body of POST /agents/heartbeat."""
+
+    server_id = ServerId(required=True)
+    hostname = Hostname(required=True)
+    timestamp = UtcDateTime(required=True)
+    os_info = ma.fields.Nested(OsInfoSchema, allow_none=True)
+    metrics = ma.fields.Nested(MetricsSchema, allow_none=True)
+    agent_version = ma.fields.String(allow_none=True, validate=ma.validate.Length(max=50))
+    metrics_port = ma.fields.Integer(allow_none=True, strict=True,
+                                     validate=ma.validate.Range(1, 65535))
+
+
+class HeartbeatResponseSchema(ma.Schema):
+    """What control answers an agent."""
+
+    status = ma.fields.String(metadata={"example": "ok"})
+    server_registered = ma.fields.Boolean()
+    pending_commands = ma.fields.List(ma.fields.Dict())
+
+
+@blp.route("/heartbeat")
+class Heartbeat(MethodView):
+    """The heartbeat endpoint."""
+
+    @require("heartbeat")
+    @blp.arguments(HeartbeatSchema)
+    @blp.response(200, HeartbeatResponseSchema)
+    def post(self, beat):
+        """Record a heartbeat: registers the server if new and marks it online"""
+        principal = authenticate()
+        if principal.server_id and principal.server_id != beat["server_id"]:
+            raise Forbidden(f"This agent key may only report for server '{principal.server_id}'")
+        registered = fleet.ingest_heartbeat(beat, remote_address=request.remote_addr)
+        current_app.extensions["homelab"].metrics.heartbeats.inc()
+        return {"status": "ok", "server_registered": registered, "pending_commands": []}

@@ -1,0 +1,66 @@
+"""`GET /api/v1/events`: the event log (registrations, status changes, actions)."""
+
+from __future__ import annotations
+
+import json
+
+import marshmallow as ma
+from flask.views import MethodView
+
+from control import events
+from control.api.auth import require
+from control.api.base import Blueprint
+from control.api.fields import UtcDateTime
+
+blp = Blueprint("events", __name__, url_prefix="/api/v1/events",
+                description="What happened in the fleet, newest first.")
+
+
+class PageQuerySchema(ma.Schema):
+    """limit/offset pagination shared by list endpoints."""
+
+    limit = ma.fields.Integer(load_default=50, validate=ma.validate.Range(1, 100))
+    offset = ma.fields.Integer(load_default=0, validate=ma.validate.Range(0, 2**31 - 1))
+
+
+class EventQuerySchema(PageQuerySchema):
+    """Filters for GET /events."""
+
+    server_id = ma.fields.String(validate=ma.validate.Length(1, 100))
+    type = ma.fields.String(validate=ma.validate.Length(1, 50))
+
+
+class EventSchema(ma.Schema):
+    """One event."""
+
+    id = ma.fields.Integer()
+    server_id = ma.fields.String(allow_none=True)
+    type = ma.fields.String()
+    message = ma.fields.String()
+    details = ma.fields.Function(lambda event: json.loads(event.details) if event.details else None,
+                                 metadata={"type": "object"})
+    created_at = UtcDateTime()
+
+
+class EventPageSchema(ma.Schema):
+    """A page of events."""
+
+    events = ma.fields.List(ma.fields.Nested(EventSchema))
+    total = ma.fields.Integer()
+    limit = ma.fields.Integer()
+    offset = ma.fields.Integer()
+
+
+@blp.route("")
+class Events(MethodView):
+    """The event log."""
+
+    @require("read")
+    @blp.arguments(EventQuerySchema, location="query")
+    @blp.response(200, EventPageSchema)
+    def get(self, query):
+        """List events, newest first; filter by server_id and type"""
+        page, total = events.list_events(query.get("server_id"), query.get("type"),
+                                         query["limit"], query["offset"])
+        return {"events": page, "total": total, "limit": query["limit"],
+                "offset": query["offset"]}

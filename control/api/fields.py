@@ -1,0 +1,79 @@
+"""Marshmallow fields and validators shared by the API schemas."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import re
+
+import marshmallow as ma
+
+MAX_BIGINT = 2**63 - 1  # the largest value a BIGINT column (SQLite or PostgreSQL) holds
+
+SERVER_ID_PATTERN = r"^[a-z0-9-]+$"
+HOSTNAME_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,253})$"
+SSH_USER_PATTERN = r"^[a-z_][a-z0-9_-]{0,31}$"
+
+
+def fullmatch(pattern: str, error: str) -> ma.validate.Validator:
+    """A validator applying `re.fullmatch` with ASCII semantics (`$` alone accepts a newline)."""
+    compiled = re.compile(pattern, re.ASCII)
+
+    def validate(value: str) -> None:
+        if not isinstance(value, str) or compiled.fullmatch(value) is None:
+            raise ma.ValidationError(error)
+
+    return validate
+
+
+def validate_ip(value: str) -> None:
+    """Accept an IPv4 or IPv6 address and nothing else."""
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ma.ValidationError("Not a valid IPv4 or IPv6 address.") from None
+
+
+class UtcDateTime(ma.fields.DateTime):
+    """ISO 8601 in and out. Stored naive UTC; dumped with a `Z`; naive input is taken as UTC."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        if value is None:
+            return None
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        return value.isoformat(timespec="milliseconds") + "Z"
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        parsed = super()._deserialize(value, attr, data, **kwargs)
+        if parsed.tzinfo is not None:
+            parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
+        return parsed
+
+
+def ServerId(**kwargs) -> ma.fields.String:  # noqa: N802 - reads as a field type
+    """A server id: lowercase letters, digits and dashes, 1–100 characters."""
+    return ma.fields.String(
+        validate=[ma.validate.Length(1, 100),
+                  fullmatch(SERVER_ID_PATTERN, "Only lowercase letters, digits and '-'.")],
+        **kwargs,
+    )
+
+
+def Hostname(**kwargs) -> ma.fields.String:  # noqa: N802 - reads as a field type
+    """A host name: letters, digits, '.', '_' and '-', 1–255 characters."""
+    return ma.fields.String(
+        validate=[ma.validate.Length(1, 255),
+                  fullmatch(HOSTNAME_PATTERN, "Letters, digits, '.', '_' and '-' only.")],
+        **kwargs,
+    )
+
+
+def BigInt(**kwargs) -> ma.fields.Integer:  # noqa: N802 - reads as a field type
+    """A non-negative integer that fits a BIGINT column."""
+    return ma.fields.Integer(strict=True, validate=ma.validate.Range(0, MAX_BIGINT), **kwargs)
+
+
+def Float(low: float | None = 0, high: float | None = None, **kwargs) -> ma.fields.Float:  # noqa: N802
+    """A finite float within [low, high]."""
+    return ma.fields.Float(allow_nan=False, validate=ma.validate.Range(low, high), **kwargs)

@@ -1,0 +1,158 @@
+"""`/api/v1/servers`: register, list, read, update and delete servers (seed 000)."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+from flask.views import MethodView
+
+from control import fleet
+from control.api.auth import require
+from control.api.base import Blueprint
+from control.api.fields import (
+    Hostname,
+    SSH_USER_PATTERN,
+    Float,
+    ServerId,
+    UtcDateTime,
+    fullmatch,
+    validate_ip,
+)
+from control.models import METRIC_FIELDS, ServerStatus
+
+blp = Blueprint("servers", __name__, url_prefix="/api/v1/servers",
+                description="Servers in the fleet: registration, inventory, status.")
+
+
+class ServerFields(ma.Schema):
+    """The fields an operator may set on a server."""
+
+    hostname = Hostname()
+    display_name = ma.fields.String(allow_none=True, validate=ma.validate.Length(max=255))
+    ip_address = ma.fields.String(allow_none=True,
+                                  validate=[ma.validate.Length(max=45), validate_ip])
+    tdp_watts = ma.fields.Integer(allow_none=True, strict=True,
+                                  validate=ma.validate.Range(0, 10000))
+    ssh_port = ma.fields.Integer(strict=True, validate=ma.validate.Range(1, 65535))
+    ssh_user = ma.fields.String(allow_none=True, validate=fullmatch(
+        SSH_USER_PATTERN, "A POSIX user name: lowercase letter or '_' first, up to 32 chars."))
+
+
+class ServerCreateSchema(ServerFields):
+    """Body of POST /servers."""
+
+    id = ServerId(required=True)
+    hostname = Hostname(required=True)
+
+
+class ServerUpdateSchema(ServerFields):
+    """Body of PUT /servers/{id}: every field optional; an empty body changes nothing."""
+
+
+class LatestMetricsSchema(ma.Schema):
+    """The newest metrics sample a server's heartbeats carried."""
+
+    timestamp = UtcDateTime()
+    received_at = UtcDateTime()
+    cpu_percent = ma.fields.Float()
+    memory_percent = ma.fields.Float()
+    disk_percent = ma.fields.Float()
+    memory_total_mb = ma.fields.Integer()
+    memory_used_mb = ma.fields.Integer()
+    disk_total_gb = ma.fields.Float()
+    disk_used_gb = ma.fields.Float()
+    network_rx_bytes = ma.fields.Integer()
+    network_tx_bytes = ma.fields.Integer()
+    load_1m = ma.fields.Float()
+    load_5m = ma.fields.Float()
+    load_15m = ma.fields.Float()
+    uptime_seconds = ma.fields.Integer()
+
+
+assert set(METRIC_FIELDS) <= set(LatestMetricsSchema._declared_fields)
+
+
+class ServerSchema(ma.Schema):
+    """A server as the API returns it."""
+
+    id = ma.fields.String()
+    hostname = ma.fields.String()
+    display_name = ma.fields.String(allow_none=True)
+    ip_address = ma.fields.String(allow_none=True)
+    status = ma.fields.String(metadata={"enum": list(ServerStatus.ALL)})
+    tdp_watts = ma.fields.Integer(allow_none=True)
+    ssh_port = ma.fields.Integer()
+    ssh_user = ma.fields.String(allow_none=True)
+    os_distribution = ma.fields.String(allow_none=True)
+    os_version = ma.fields.String(allow_none=True)
+    kernel_version = ma.fields.String(allow_none=True)
+    architecture = ma.fields.String(allow_none=True)
+    agent_version = ma.fields.String(allow_none=True)
+    metrics_port = ma.fields.Integer(allow_none=True)
+    last_seen = UtcDateTime(allow_none=True)
+    created_at = UtcDateTime()
+    updated_at = UtcDateTime()
+    latest_metrics = ma.fields.Method("_latest_metrics", allow_none=True,
+                                      metadata={"type": "object"})
+
+    def _latest_metrics(self, server):
+        sample = getattr(server, "latest_sample", None)
+        if sample is None or sample.id is None:
+            return None
+        return LatestMetricsSchema().dump(sample)
+
+
+class ServerListSchema(ma.Schema):
+    """GET /servers: every server and how many there are."""
+
+    servers = ma.fields.List(ma.fields.Nested(ServerSchema))
+    total = ma.fields.Integer()
+
+
+class ServerQuerySchema(ma.Schema):
+    """Filters for GET /servers."""
+
+    status = ma.fields.String(validate=ma.validate.OneOf(ServerStatus.ALL))
+
+
+@blp.route("")
+class Servers(MethodView):
+    """The collection of servers."""
+
+    @require("read")
+    @blp.arguments(ServerQuerySchema, location="query")
+    @blp.response(200, ServerListSchema)
+    def get(self, query):
+        """List servers, with their latest metrics; filter with ?status="""
+        servers = fleet.list_servers(query.get("status"))
+        return {"servers": servers, "total": len(servers)}
+
+    @require("write")
+    @blp.arguments(ServerCreateSchema)
+    @blp.response(201, ServerSchema)
+    def post(self, body):
+        """Register a server (status `unknown` until its first heartbeat)"""
+        return fleet.register_server(body)
+
+
+@blp.route("/<string:server_id>")
+class ServerById(MethodView):
+    """One server."""
+
+    @require("read")
+    @blp.response(200, ServerSchema)
+    def get(self, server_id):
+        """Get a server with its latest metrics"""
+        return fleet.get_server(server_id)
+
+    @require("write")
+    @blp.arguments(ServerUpdateSchema)
+    @blp.response(200, ServerSchema)
+    def put(self, body, server_id):
+        """Update a server's settings (only the fields given)"""
+        return fleet.update_server(server_id, body)
+
+    @require("write")
+    @blp.response(204)
+    def delete(self, server_id):
+        """Delete a server and its metrics history"""
+        fleet.delete_server(server_id)

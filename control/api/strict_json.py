@@ -1,0 +1,73 @@
+"""A JSON reader that refuses what Python's `json` module would let through.
+
+Python accepts NaN and Infinity, integers of thousands of digits, floats that overflow to
+infinity, and nesting deep enough to exhaust the stack. None of those is valid data for us,
+and some would reach the database as garbage or turn into a 500; each is refused as 400.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+MAX_INT_DIGITS = 20  # 2**64 has 20 digits; anything longer cannot be a real counter
+MAX_DEPTH = 32
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a valid JSON number")
+
+
+def _parse_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise ValueError("integer too large")
+    return int(text)
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError("number out of range")
+    return value
+
+
+def _depth(text: str) -> int:
+    """Deepest bracket nesting outside strings, without recursion."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def loads(raw: bytes | str) -> Any:
+    """Parse JSON strictly; every refusal is a `json.JSONDecodeError` with a readable message."""
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    except UnicodeDecodeError as exc:
+        raise json.JSONDecodeError("body is not valid UTF-8", "", exc.start) from None
+    if not text.strip():
+        raise json.JSONDecodeError("empty body", "", 0)
+    # Only scan when brackets could possibly nest that deep: keeps small bodies cheap.
+    if text.count("[") + text.count("{") > MAX_DEPTH and _depth(text) > MAX_DEPTH:
+        raise json.JSONDecodeError(f"nesting deeper than {MAX_DEPTH} levels", text, 0)
+    try:
+        return json.loads(text, parse_constant=_reject_constant, parse_int=_parse_int,
+                          parse_float=_parse_float)
+    except json.JSONDecodeError:
+        raise
+    except ValueError as exc:
+        raise json.JSONDecodeError(str(exc), text, 0) from None

@@ -1,0 +1,30 @@
+"""Public operational endpoints: `GET /health` and `GET /metrics`."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from control.db import db
+from control.errors import Unavailable
+
+blp = Blueprint("system", __name__)
+
+
+@blp.get("/health")
+def health():
+    """Liveness and readiness: 200 when the database answers, 503 otherwise."""
+    try:
+        db.execute_sql("SELECT 1")
+    except Exception as exc:  # any failure to reach the database means "not ready"
+        db.close()
+        raise Unavailable(f"Database unavailable: {type(exc).__name__}") from None
+    return jsonify({"status": "ok", "database": "ok",
+                    "version": current_app.extensions["homelab"].version})
+
+
+@blp.get("/metrics")
+def metrics():
+    """Control's own metrics in the Prometheus text format."""
+    registry = current_app.extensions["homelab"].metrics.registry
+    return generate_latest(registry), 200, {"Content-Type": CONTENT_TYPE_LATEST}

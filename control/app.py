@@ -1,0 +1,75 @@
+"""The application factory: settings → database → API, ready for any WSGI server."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+from flask import Flask, g, request
+
+from control import api, db, migrations
+from control.config import Settings, load_settings
+from control.keys import KeyRing
+from control.metrics import ControlMetrics
+
+
+def package_version() -> str:
+    """The installed homelabcmd version (or 0.0.0 when running from a bare checkout)."""
+    try:
+        return metadata.version("homelabcmd")
+    except metadata.PackageNotFoundError:
+        return "0.0.0"
+
+
+@dataclass
+class ControlContext:
+    """What the views need from the app, kept in `app.extensions["homelab"]`."""
+
+    settings: Settings
+    keyring: KeyRing
+    metrics: ControlMetrics
+    version: str
+
+
+def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
+    """Build the control app from Settings, a dict of setting overrides, or the environment.
+
+    Binds and migrates the database as a side effect; the scheduler is started separately
+    (`homelab-control serve` does both).
+    """
+    settings = config if isinstance(config, Settings) else load_settings(**(config or {}))
+    db.bind(db.open_database(settings.resolved_database_url))
+    migrations.migrate()
+
+    app = Flask("control")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
+    app.json.sort_keys = False
+    app.extensions["homelab"] = ControlContext(
+        settings=settings,
+        keyring=KeyRing(settings.operator_key, settings.agent_key, settings.viewer_key),
+        metrics=ControlMetrics(),
+        version=package_version(),
+    )
+    api.init_app(app)
+    _install_request_hooks(app)
+    return app
+
+
+def _install_request_hooks(app: Flask) -> None:
+    """Per request: make sure this thread has a database connection; time the request."""
+    request_duration = app.extensions["homelab"].metrics.request_duration
+
+    @app.before_request
+    def _start():
+        g.started = time.perf_counter()
+        db.db.connect(reuse_if_open=True)
+
+    @app.after_request
+    def _observe(response):
+        # The route template, not the raw path, so ids do not explode the label set.
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        request_duration.labels(request.method, endpoint, str(response.status_code)).observe(
+            time.perf_counter() - g.get("started", time.perf_counter()))
+        return response

@@ -1,0 +1,56 @@
+"""The event log: registration, status changes and (later) action lifecycle, one row each."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from control.models import Event
+
+log = logging.getLogger("control.events")
+
+
+class EventType:
+    """The `type` values events are recorded with."""
+
+    SERVER_REGISTERED = "server_registered"
+    SERVER_UPDATED = "server_updated"
+    SERVER_DELETED = "server_deleted"
+    STATUS_CHANGED = "status_changed"
+
+
+def record(event_type: str, message: str, server_id: str | None = None,
+           details: dict[str, Any] | None = None) -> Event:
+    """Append one event (inside the caller's transaction, if any) and log it as one line."""
+    log.info(message, extra={"event": event_type, "server_id": server_id})
+    return Event.create(
+        type=event_type,
+        message=message,
+        server_id=server_id,
+        details=json.dumps(details, sort_keys=True) if details else None,
+    )
+
+
+def record_many(rows: list[dict[str, Any]]) -> None:
+    """Append several events in one INSERT (used by the offline sweep)."""
+    if not rows:
+        return
+    for row in rows:
+        log.info(row["message"], extra={"event": row["type"], "server_id": row.get("server_id")})
+        if row.get("details") is not None:
+            row["details"] = json.dumps(row["details"], sort_keys=True)
+    Event.insert_many(rows).execute()
+
+
+def list_events(server_id: str | None = None, event_type: str | None = None,
+                limit: int = 50, offset: int = 0) -> tuple[list[Event], int]:
+    """A page of events, newest first, with the total count matching the filters."""
+    query = Event.select()
+    if server_id:
+        query = query.where(Event.server_id == server_id)
+    if event_type:
+        query = query.where(Event.type == event_type)
+    total = query.count()
+    page = list(query.order_by(Event.id.desc()).limit(limit).offset(offset))
+    return page, total

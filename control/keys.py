@@ -1,0 +1,112 @@
+"""API keys: creation, lookup and revocation, shared by the API and the CLI.
+
+Keys are 256-bit random tokens, so an unsalted SHA-256 is enough to store them: there is no
+dictionary to attack. Lookups hash the presented key and compare digests, which keeps the
+comparison constant-time and makes it impossible for odd bytes in a header to raise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from control.errors import Conflict, NotFound, ValidationFailed
+from control.models import ApiKey, ApiKeyScope, utcnow
+
+KEY_PREFIX = "hlc_"
+
+# What each scope may do. Views declare the permission they need.
+PERMISSIONS = {
+    ApiKeyScope.AGENT: frozenset({"heartbeat"}),
+    ApiKeyScope.VIEWER: frozenset({"read"}),
+    ApiKeyScope.OPERATOR: frozenset({"read", "write", "heartbeat"}),
+}
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the key's name and scope, and the server an agent key is bound to."""
+
+    name: str
+    scope: str
+    server_id: str | None = None
+
+    def may(self, permission: str) -> bool:
+        """Whether this caller's scope grants `permission`."""
+        return permission in PERMISSIONS.get(self.scope, ())
+
+
+def hash_key(key: str) -> str:
+    """The stored form of a key: hex SHA-256 of its UTF-8 bytes (surrogates escaped)."""
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def generate_key() -> str:
+    """A fresh random key, recognisable by its `hlc_` prefix."""
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+class KeyRing:
+    """Resolves presented keys to a Principal: bootstrap keys from settings, then stored keys."""
+
+    def __init__(self, operator_key: str = "", agent_key: str = "", viewer_key: str = ""):
+        self._bootstrap = [
+            (hash_key(key).encode(), Principal(f"bootstrap-{scope}", scope))
+            for scope, key in (
+                (ApiKeyScope.OPERATOR, operator_key),
+                (ApiKeyScope.AGENT, agent_key),
+                (ApiKeyScope.VIEWER, viewer_key),
+            )
+            if key
+        ]
+
+    def resolve(self, presented: str) -> Principal | None:
+        """The Principal for `presented`, or None when it matches no active key."""
+        if not presented or len(presented) > 512:
+            return None
+        digest = hash_key(presented)
+        found = None
+        for stored, principal in self._bootstrap:
+            # Check every bootstrap key so timing does not reveal which one matched.
+            if hmac.compare_digest(stored, digest.encode()):
+                found = principal
+        if found:
+            return found
+        row = ApiKey.get_or_none((ApiKey.key_hash == digest) & ApiKey.revoked_at.is_null())
+        if row is None:
+            return None
+        return Principal(row.name, row.scope, row.server_id)
+
+
+def create_key(scope: str, name: str | None = None, server_id: str | None = None) -> tuple[str, ApiKey]:
+    """Store a new key and return it (the only time it exists in clear) with its row."""
+    if scope not in ApiKeyScope.ALL:
+        raise ValidationFailed("invalid scope", errors={"scope": [f"one of {ApiKeyScope.ALL}"]})
+    if server_id and scope != ApiKeyScope.AGENT:
+        raise ValidationFailed("only agent keys can be bound to a server",
+                               errors={"server_id": ["only with scope agent"]})
+    key = generate_key()
+    name = name or f"{scope}-{secrets.token_hex(3)}"
+    if ApiKey.get_or_none(ApiKey.name == name):
+        raise Conflict(f"a key named {name!r} already exists")
+    row = ApiKey.create(name=name, scope=scope, key_hash=hash_key(key), prefix=key[:8],
+                        server_id=server_id or None)
+    return key, row
+
+
+def list_keys() -> list[ApiKey]:
+    """Every stored key, oldest first (hashes only, never the keys)."""
+    return list(ApiKey.select().order_by(ApiKey.id))
+
+
+def revoke_key(name: str) -> ApiKey:
+    """Mark the key called `name` revoked; it stops working at once."""
+    row = ApiKey.get_or_none(ApiKey.name == name)
+    if row is None:
+        raise NotFound(f"no key named {name!r}")
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+        row.save()
+    return row

@@ -1,0 +1,83 @@
+"""Control's own Prometheus metrics, served at `GET /metrics`.
+
+Fleet-wide facts (servers by status, last heartbeat per server, scheduler runs) are read from
+the database at scrape time, so every API process reports the same numbers and the scheduler
+may run in a process of its own.
+"""
+
+from __future__ import annotations
+
+import calendar
+import logging
+
+import peewee
+import prometheus_client
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from control import fleet
+from control.models import JobRun, Server
+
+log = logging.getLogger(__name__)
+
+prometheus_client.disable_created_metrics()  # no `_created` series: they only add noise
+
+
+def _epoch(value) -> float:
+    """Naive-UTC datetime → Unix seconds."""
+    return calendar.timegm(value.utctimetuple()) + value.microsecond / 1e6
+
+
+class FleetCollector:
+    """Reads fleet state from the database at each scrape."""
+
+    def collect(self):
+        """Yield the fleet's metric families; only `homelab_database_up 0` if the DB is down."""
+        up = GaugeMetricFamily("homelab_database_up", "Whether control could read its database.")
+        try:
+            families = list(self._fleet_families())
+        except peewee.DatabaseError as exc:
+            log.warning("metrics: database unavailable: %s", exc)
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        yield from families
+
+    def _fleet_families(self):
+        servers = GaugeMetricFamily("homelab_servers", "Servers by status.", labels=["status"])
+        for status, count in fleet.count_by_status().items():
+            servers.add_metric([status], count)
+        yield servers
+        last_seen = GaugeMetricFamily(
+            "homelab_server_last_seen_timestamp_seconds",
+            "When control last received a heartbeat from the server.", labels=["server_id"])
+        for server_id, seen in (Server.select(Server.id, Server.last_seen)
+                                .where(Server.last_seen.is_null(False)).tuples()):
+            last_seen.add_metric([server_id], _epoch(seen))
+        yield last_seen
+        runs = CounterMetricFamily("homelab_scheduler_job_runs", "Scheduler job runs.",
+                                   labels=["job", "result"])
+        last_run = GaugeMetricFamily("homelab_scheduler_last_run_timestamp_seconds",
+                                     "When each scheduler job last ran.", labels=["job"])
+        for job in JobRun.select():
+            runs.add_metric([job.job, "ok"], job.successes)
+            runs.add_metric([job.job, "error"], job.failures)
+            last_run.add_metric([job.job], _epoch(job.last_run_at))
+        yield runs
+        yield last_run
+
+
+class ControlMetrics:
+    """One registry per app, so several apps (tests) never collide on metric names."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.heartbeats = Counter("homelab_heartbeats_received",
+                                  "Heartbeats accepted by this process.", registry=self.registry)
+        self.request_duration = Histogram(
+            "homelab_http_request_duration_seconds", "API request latency.",
+            ["method", "endpoint", "status"], registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10))
+        self.registry.register(FleetCollector())

@@ -1,0 +1,60 @@
+"""Schema creation and upgrades, run at every start-up so no one runs a manual step.
+
+The mechanism: a one-row `schema_version` table. A fresh database gets every table from the
+current models and the latest version number. An existing one gets each step in `MIGRATIONS`
+above its stored version, in order, inside one transaction. To change the schema: edit the
+model, then append a step here that brings an old database to the same shape (with
+`playhouse.migrate`), so nobody ever has to delete their data.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import peewee as pw
+from playhouse.migrate import SchemaMigrator
+
+from control.db import db, is_sqlite, write_transaction
+from control.models import ALL_MODELS, BaseModel, SchedulerLease
+
+log = logging.getLogger(__name__)
+
+
+class SchemaVersion(BaseModel):
+    """The schema version this database has been brought to."""
+
+    id = pw.IntegerField(primary_key=True)
+    version = pw.IntegerField()
+
+
+# Each step takes a SchemaMigrator; step N brings version N-1 to version N.
+# Version 1 is the initial schema, created from the models.
+MIGRATIONS: list[Callable[[SchemaMigrator], None]] = []
+LATEST_VERSION = 1 + len(MIGRATIONS)
+MIGRATION_LOCK_ID = 0x484F4D45  # arbitrary, constant: "HOME"
+
+
+def migrate() -> int:
+    """Create or upgrade the schema; return the version the database is now at."""
+    with write_transaction():
+        if not is_sqlite():
+            # Serialise concurrent start-ups (API and scheduler processes) on PostgreSQL.
+            db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_ID,))
+        db.create_tables([SchemaVersion], safe=True)
+        row = SchemaVersion.get_or_none(SchemaVersion.id == 1)
+        if row is None:
+            db.create_tables(ALL_MODELS, safe=True)
+            SchemaVersion.create(id=1, version=LATEST_VERSION)
+            current = LATEST_VERSION
+        else:
+            current = row.version
+            migrator = SchemaMigrator.from_database(db.obj)
+            for version in range(current + 1, LATEST_VERSION + 1):
+                log.info("migrating schema to version %d", version)
+                MIGRATIONS[version - 2](migrator)
+                current = version
+            if current != row.version:
+                SchemaVersion.update(version=current).where(SchemaVersion.id == 1).execute()
+        SchedulerLease.insert(name="scheduler").on_conflict_ignore().execute()
+    return current

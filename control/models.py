@@ -1,0 +1,158 @@
+"""Peewee models: the tables control keeps. Times are naive UTC throughout."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import peewee as pw
+
+from control.db import db
+
+
+def utcnow() -> dt.datetime:
+    """The current time as naive UTC, the form every timestamp column holds."""
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class BaseModel(pw.Model):
+    """Binds every model to the module-level database proxy."""
+
+    class Meta:
+        database = db
+        legacy_table_names = False
+
+
+class ServerStatus:
+    """The values of `Server.status`."""
+
+    UNKNOWN = "unknown"
+    ONLINE = "online"
+    OFFLINE = "offline"
+    ALL = (UNKNOWN, ONLINE, OFFLINE)
+
+
+class Server(BaseModel):
+    """A box in the fleet: registered by hand or by its first heartbeat."""
+
+    id = pw.CharField(primary_key=True, max_length=100)
+    hostname = pw.CharField(max_length=255)
+    display_name = pw.CharField(max_length=255, null=True)
+    ip_address = pw.CharField(max_length=45, null=True)
+    status = pw.CharField(max_length=16, default=ServerStatus.UNKNOWN, index=True)
+    tdp_watts = pw.IntegerField(null=True)
+    ssh_port = pw.IntegerField(default=22)
+    ssh_user = pw.CharField(max_length=32, null=True)
+    os_distribution = pw.CharField(max_length=100, null=True)
+    os_version = pw.CharField(max_length=100, null=True)
+    kernel_version = pw.CharField(max_length=100, null=True)
+    architecture = pw.CharField(max_length=20, null=True)
+    agent_version = pw.CharField(max_length=50, null=True)
+    metrics_port = pw.IntegerField(null=True)
+    last_seen_address = pw.CharField(max_length=45, null=True)
+    # Points at the newest MetricsSample so the list view joins once instead of N+1 lookups.
+    latest_sample_id = pw.BigIntegerField(null=True)
+    last_seen = pw.DateTimeField(null=True)
+    created_at = pw.DateTimeField(default=utcnow)
+    updated_at = pw.DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("status", "last_seen"), False),)
+
+
+class MetricsSample(BaseModel):
+    """The metrics summary one heartbeat carried."""
+
+    id = pw.BigAutoField()
+    server = pw.ForeignKeyField(Server, backref="samples", on_delete="CASCADE", index=False)
+    timestamp = pw.DateTimeField()  # the agent's clock
+    received_at = pw.DateTimeField(default=utcnow)  # control's clock
+    cpu_percent = pw.FloatField(null=True)
+    memory_percent = pw.FloatField(null=True)
+    memory_total_mb = pw.BigIntegerField(null=True)
+    memory_used_mb = pw.BigIntegerField(null=True)
+    disk_percent = pw.FloatField(null=True)
+    disk_total_gb = pw.FloatField(null=True)
+    disk_used_gb = pw.FloatField(null=True)
+    network_rx_bytes = pw.BigIntegerField(null=True)
+    network_tx_bytes = pw.BigIntegerField(null=True)
+    load_1m = pw.FloatField(null=True)
+    load_5m = pw.FloatField(null=True)
+    load_15m = pw.FloatField(null=True)
+    uptime_seconds = pw.BigIntegerField(null=True)
+
+    class Meta:
+        indexes = (
+            (("server", "received_at"), False),
+            (("received_at",), False),
+        )
+
+
+METRIC_FIELDS = (
+    "cpu_percent", "memory_percent", "memory_total_mb", "memory_used_mb", "disk_percent",
+    "disk_total_gb", "disk_used_gb", "network_rx_bytes", "network_tx_bytes", "load_1m",
+    "load_5m", "load_15m", "uptime_seconds",
+)
+
+
+class Event(BaseModel):
+    """Something that happened to a server or in control, kept for the event log.
+
+    `server_id` is a plain column, not a foreign key, so a server's history outlives it.
+    """
+
+    id = pw.BigAutoField()
+    server_id = pw.CharField(max_length=100, null=True)
+    type = pw.CharField(max_length=50)
+    message = pw.TextField()
+    details = pw.TextField(null=True)  # JSON
+    created_at = pw.DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = (
+            (("server_id", "id"), False),
+            (("type", "id"), False),
+            (("created_at",), False),
+        )
+
+
+class ApiKeyScope:
+    """The values of `ApiKey.scope`."""
+
+    AGENT = "agent"
+    VIEWER = "viewer"
+    OPERATOR = "operator"
+    ALL = (AGENT, VIEWER, OPERATOR)
+
+
+class ApiKey(BaseModel):
+    """A stored API key. Only the SHA-256 of the key is kept; the key is shown once."""
+
+    id = pw.AutoField()
+    name = pw.CharField(max_length=100, unique=True)
+    scope = pw.CharField(max_length=16)
+    key_hash = pw.CharField(max_length=64, unique=True)
+    prefix = pw.CharField(max_length=16)  # first characters, to recognise a key in `keys list`
+    server_id = pw.CharField(max_length=100, null=True)  # agent keys may be bound to one server
+    created_at = pw.DateTimeField(default=utcnow)
+    revoked_at = pw.DateTimeField(null=True)
+
+
+class SchedulerLease(BaseModel):
+    """The leader row: the scheduler holding it runs the jobs; others stand by."""
+
+    name = pw.CharField(primary_key=True, max_length=50)
+    holder = pw.CharField(max_length=64, null=True)
+    expires_at = pw.DateTimeField(null=True)
+
+
+class JobRun(BaseModel):
+    """When each scheduler job last ran, visible to every process through the database."""
+
+    job = pw.CharField(primary_key=True, max_length=50)
+    last_run_at = pw.DateTimeField()
+    last_result = pw.CharField(max_length=16)  # "ok" or "error"
+    successes = pw.BigIntegerField(default=0)
+    failures = pw.BigIntegerField(default=0)
+
+
+ALL_MODELS = [Server, MetricsSample, Event, ApiKey, SchedulerLease, JobRun]
