@@ -71,5 +71,6 @@ def _install_request_hooks(app: Flask) -> None:
         # The route template, not the raw path, so ids do not explode the label set.
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
         request_duration.labels(request.method, endpoint, str(response.status_code)).observe(
-            time.perf_counter() - g.get("started", time.perf_counter()))
+            time.perf_counter() - g.get("started", time.perf_counter())
+        )
         return response

@@ -57,8 +57,14 @@ class Settings:
         return self.scheduler_lease_seconds or max(3 * self.offline_check_interval, 15)
 
 
-_POSITIVE = {"offline_after", "offline_check_interval", "metrics_retention_days",
-             "command_timeout", "rate_limit", "max_content_length"}
+_POSITIVE = {
+    "offline_after",
+    "offline_check_interval",
+    "metrics_retention_days",
+    "command_timeout",
+    "rate_limit",
+    "max_content_length",
+}
 
 
 def _coerce(name: str, raw: Any, default: Any) -> Any:
@@ -88,7 +94,9 @@ def _coerce(name: str, raw: Any, default: Any) -> Any:
         return str(raw)
     except (TypeError, ValueError):
         env = ENV_PREFIX + name.upper()
-        raise ConfigError(f"{env}: invalid value {raw!r} (expected {type(default).__name__})") from None
+        raise ConfigError(
+            f"{env}: invalid value {raw!r} (expected {type(default).__name__})"
+        ) from None
 
 
 def load_settings(environ: dict[str, str] | None = None, **overrides: Any) -> Settings:

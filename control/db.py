@@ -38,8 +38,9 @@ def open_database(url: str) -> peewee.Database:
                 directory.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise ConfigError(f"HOMELAB_DATA_DIR: cannot create {directory}: {exc}") from None
-        return peewee.SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, timeout=10,
-                                     check_same_thread=False, returning_clause=True)
+        return peewee.SqliteDatabase(
+            path, pragmas=SQLITE_PRAGMAS, timeout=10, check_same_thread=False, returning_clause=True
+        )
     if scheme in {"postgres", "postgresql"}:
         # autorollback: a failed statement outside a transaction must not poison the connection.
         return connect_url(url.replace("postgres://", "postgresql://", 1), autorollback=True)

@@ -20,8 +20,12 @@ class EventType:
     STATUS_CHANGED = "status_changed"
 
 
-def record(event_type: str, message: str, server_id: str | None = None,
-           details: dict[str, Any] | None = None) -> Event:
+def record(
+    event_type: str,
+    message: str,
+    server_id: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> Event:
     """Append one event (inside the caller's transaction, if any) and log it as one line."""
     log.info(message, extra={"event": event_type, "server_id": server_id})
     return Event.create(
@@ -43,8 +47,9 @@ def record_many(rows: list[dict[str, Any]]) -> None:
     Event.insert_many(rows).execute()
 
 
-def list_events(server_id: str | None = None, event_type: str | None = None,
-                limit: int = 50, offset: int = 0) -> tuple[list[Event], int]:
+def list_events(
+    server_id: str | None = None, event_type: str | None = None, limit: int = 50, offset: int = 0
+) -> tuple[list[Event], int]:
     """A page of events, newest first, with the total count matching the filters."""
     query = Event.select()
     if server_id:

@@ -27,10 +27,11 @@ OS_FIELDS = {
 
 def _servers_with_latest():
     """Servers LEFT JOINed to their newest sample: one query however many servers there are."""
-    return (
-        Server.select(Server, MetricsSample)
-        .join(MetricsSample, pw.JOIN.LEFT_OUTER,
-              on=(Server.latest_sample_id == MetricsSample.id), attr="latest_sample")
+    return Server.select(Server, MetricsSample).join(
+        MetricsSample,
+        pw.JOIN.LEFT_OUTER,
+        on=(Server.latest_sample_id == MetricsSample.id),
+        attr="latest_sample",
     )
 
 
@@ -56,10 +57,15 @@ def register_server(fields: dict[str, Any]) -> Server:
     with write_transaction():
         if Server.select().where(Server.id == fields["id"]).exists():
             raise Conflict(f"Server '{fields['id']}' already exists")
-        Server.insert(**fields, status=ServerStatus.UNKNOWN, created_at=now,
-                      updated_at=now).execute()
-        events.record(EventType.SERVER_REGISTERED, f"server {fields['id']} registered",
-                      server_id=fields["id"], details={"source": "api"})
+        Server.insert(
+            **fields, status=ServerStatus.UNKNOWN, created_at=now, updated_at=now
+        ).execute()
+        events.record(
+            EventType.SERVER_REGISTERED,
+            f"server {fields['id']} registered",
+            server_id=fields["id"],
+            details={"source": "api"},
+        )
     return get_server(fields["id"])
 
 
@@ -67,12 +73,17 @@ def update_server(server_id: str, fields: dict[str, Any]) -> Server:
     """Change the given fields of a server; an empty update returns it unchanged."""
     if fields:
         with write_transaction():
-            updated = (Server.update(**fields, updated_at=utcnow())
-                       .where(Server.id == server_id).execute())
+            updated = (
+                Server.update(**fields, updated_at=utcnow()).where(Server.id == server_id).execute()
+            )
             if not updated:
                 raise NotFound(f"Server '{server_id}' not found")
-            events.record(EventType.SERVER_UPDATED, f"server {server_id} updated",
-                          server_id=server_id, details={"fields": sorted(fields)})
+            events.record(
+                EventType.SERVER_UPDATED,
+                f"server {server_id} updated",
+                server_id=server_id,
+                details={"fields": sorted(fields)},
+            )
     return get_server(server_id)
 
 
@@ -85,25 +96,35 @@ def delete_server(server_id: str) -> None:
         # Explicit delete as well as ON DELETE CASCADE: correctness must not hang on a pragma.
         MetricsSample.delete().where(MetricsSample.server == server_id).execute()
         server.delete_instance()
-        events.record(EventType.SERVER_DELETED, f"server {server_id} deleted",
-                      server_id=server_id)
+        events.record(EventType.SERVER_DELETED, f"server {server_id} deleted", server_id=server_id)
 
 
 def _register_from_heartbeat(server_id: str, hostname: str, now: dt.datetime) -> bool:
     """Insert a server first seen through its heartbeat; False if another request won the race."""
     try:
         with db.atomic():  # a savepoint, so a lost race leaves the outer transaction usable
-            Server.insert(id=server_id, hostname=hostname, status=ServerStatus.ONLINE,
-                          last_seen=now, created_at=now, updated_at=now).execute()
+            Server.insert(
+                id=server_id,
+                hostname=hostname,
+                status=ServerStatus.ONLINE,
+                last_seen=now,
+                created_at=now,
+                updated_at=now,
+            ).execute()
     except pw.IntegrityError:
         return False
-    events.record(EventType.SERVER_REGISTERED, f"server {server_id} registered by heartbeat",
-                  server_id=server_id, details={"source": "heartbeat"})
+    events.record(
+        EventType.SERVER_REGISTERED,
+        f"server {server_id} registered by heartbeat",
+        server_id=server_id,
+        details={"source": "heartbeat"},
+    )
     return True
 
 
-def ingest_heartbeat(beat: dict[str, Any], remote_address: str | None = None,
-                     now: dt.datetime | None = None) -> bool:
+def ingest_heartbeat(
+    beat: dict[str, Any], remote_address: str | None = None, now: dt.datetime | None = None
+) -> bool:
     """Store one heartbeat: register if new, mark online, keep OS info and metrics.
 
     Returns True when the heartbeat registered the server. `last_seen` is control's receive
@@ -112,13 +133,17 @@ def ingest_heartbeat(beat: dict[str, Any], remote_address: str | None = None,
     now = now or utcnow()
     server_id = beat["server_id"]
     with write_transaction():
-        registered = (not Server.select().where(Server.id == server_id).exists()
-                      and _register_from_heartbeat(server_id, beat["hostname"], now))
+        registered = not Server.select().where(
+            Server.id == server_id
+        ).exists() and _register_from_heartbeat(server_id, beat["hostname"], now)
         changes: dict[Any, Any] = {
             Server.hostname: beat["hostname"],
             Server.status: ServerStatus.ONLINE,
-            Server.last_seen: pw.Case(None, [(Server.last_seen.is_null() | (Server.last_seen < now),
-                                              now)], Server.last_seen),
+            Server.last_seen: pw.Case(
+                None,
+                [(Server.last_seen.is_null() | (Server.last_seen < now), now)],
+                Server.last_seen,
+            ),
         }
         for key, column in OS_FIELDS.items():
             if (beat.get("os_info") or {}).get(key) is not None:
@@ -135,12 +160,18 @@ def ingest_heartbeat(beat: dict[str, Any], remote_address: str | None = None,
         if not registered:
             # The conditional update is the status transition: its row count says whether this
             # heartbeat is the one that brought the server back, even under concurrency.
-            came_back = (Server.update(status=ServerStatus.ONLINE)
-                         .where((Server.id == server_id) & (Server.status != ServerStatus.ONLINE))
-                         .execute())
+            came_back = (
+                Server.update(status=ServerStatus.ONLINE)
+                .where((Server.id == server_id) & (Server.status != ServerStatus.ONLINE))
+                .execute()
+            )
             if came_back:
-                events.record(EventType.STATUS_CHANGED, f"server {server_id} is online",
-                              server_id=server_id, details={"status": ServerStatus.ONLINE})
+                events.record(
+                    EventType.STATUS_CHANGED,
+                    f"server {server_id} is online",
+                    server_id=server_id,
+                    details={"status": ServerStatus.ONLINE},
+                )
         Server.update(changes).where(Server.id == server_id).execute()
     return registered
 
@@ -153,17 +184,25 @@ def mark_offline(offline_after: int, now: dt.datetime | None = None) -> list[str
     now = now or utcnow()
     cutoff = now - dt.timedelta(seconds=offline_after)
     with write_transaction():
-        rows = (Server.update(status=ServerStatus.OFFLINE)
-                .where((Server.status == ServerStatus.ONLINE) & (Server.last_seen < cutoff))
-                .returning(Server.id)
-                .execute())
+        rows = (
+            Server.update(status=ServerStatus.OFFLINE)
+            .where((Server.status == ServerStatus.ONLINE) & (Server.last_seen < cutoff))
+            .returning(Server.id)
+            .execute()
+        )
         ids = sorted(row.id for row in rows)
-        events.record_many([
-            {"type": EventType.STATUS_CHANGED, "server_id": server_id, "created_at": now,
-             "message": f"server {server_id} is offline (no heartbeat for {offline_after}s)",
-             "details": {"status": ServerStatus.OFFLINE}}
-            for server_id in ids
-        ])
+        events.record_many(
+            [
+                {
+                    "type": EventType.STATUS_CHANGED,
+                    "server_id": server_id,
+                    "created_at": now,
+                    "message": f"server {server_id} is offline (no heartbeat for {offline_after}s)",
+                    "details": {"status": ServerStatus.OFFLINE},
+                }
+                for server_id in ids
+            ]
+        )
     return ids
 
 
@@ -179,7 +218,8 @@ def prune_history(retention_days: int, now: dt.datetime | None = None) -> dict[s
 def count_by_status() -> dict[str, int]:
     """How many servers are in each status (every status present, zero included)."""
     counts = dict.fromkeys(ServerStatus.ALL, 0)
-    for status, count in (Server.select(Server.status, pw.fn.COUNT(Server.id))
-                          .group_by(Server.status).tuples()):
+    for status, count in (
+        Server.select(Server.status, pw.fn.COUNT(Server.id)).group_by(Server.status).tuples()
+    ):
         counts[status] = count
     return counts

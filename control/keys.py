@@ -80,19 +80,24 @@ class KeyRing:
         return Principal(row.name, row.scope, row.server_id)
 
 
-def create_key(scope: str, name: str | None = None, server_id: str | None = None) -> tuple[str, ApiKey]:
+def create_key(
+    scope: str, name: str | None = None, server_id: str | None = None
+) -> tuple[str, ApiKey]:
     """Store a new key and return it (the only time it exists in clear) with its row."""
     if scope not in ApiKeyScope.ALL:
         raise ValidationFailed("invalid scope", errors={"scope": [f"one of {ApiKeyScope.ALL}"]})
     if server_id and scope != ApiKeyScope.AGENT:
-        raise ValidationFailed("only agent keys can be bound to a server",
-                               errors={"server_id": ["only with scope agent"]})
+        raise ValidationFailed(
+            "only agent keys can be bound to a server",
+            errors={"server_id": ["only with scope agent"]},
+        )
     key = generate_key()
     name = name or f"{scope}-{secrets.token_hex(3)}"
     if ApiKey.get_or_none(ApiKey.name == name):
         raise Conflict(f"a key named {name!r} already exists")
-    row = ApiKey.create(name=name, scope=scope, key_hash=hash_key(key), prefix=key[:8],
-                        server_id=server_id or None)
+    row = ApiKey.create(
+        name=name, scope=scope, key_hash=hash_key(key), prefix=key[:8], server_id=server_id or None
+    )
     return key, row
 
 

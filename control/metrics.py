@@ -52,15 +52,24 @@ class FleetCollector:
         yield servers
         last_seen = GaugeMetricFamily(
             "homelab_server_last_seen_timestamp_seconds",
-            "When control last received a heartbeat from the server.", labels=["server_id"])
-        for server_id, seen in (Server.select(Server.id, Server.last_seen)
-                                .where(Server.last_seen.is_null(False)).tuples()):
+            "When control last received a heartbeat from the server.",
+            labels=["server_id"],
+        )
+        for server_id, seen in (
+            Server.select(Server.id, Server.last_seen)
+            .where(Server.last_seen.is_null(False))
+            .tuples()
+        ):
             last_seen.add_metric([server_id], _epoch(seen))
         yield last_seen
-        runs = CounterMetricFamily("homelab_scheduler_job_runs", "Scheduler job runs.",
-                                   labels=["job", "result"])
-        last_run = GaugeMetricFamily("homelab_scheduler_last_run_timestamp_seconds",
-                                     "When each scheduler job last ran.", labels=["job"])
+        runs = CounterMetricFamily(
+            "homelab_scheduler_job_runs", "Scheduler job runs.", labels=["job", "result"]
+        )
+        last_run = GaugeMetricFamily(
+            "homelab_scheduler_last_run_timestamp_seconds",
+            "When each scheduler job last ran.",
+            labels=["job"],
+        )
         for job in JobRun.select():
             runs.add_metric([job.job, "ok"], job.successes)
             runs.add_metric([job.job, "error"], job.failures)
@@ -74,10 +83,16 @@ class ControlMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.heartbeats = Counter("homelab_heartbeats_received",
-                                  "Heartbeats accepted by this process.", registry=self.registry)
+        self.heartbeats = Counter(
+            "homelab_heartbeats_received",
+            "Heartbeats accepted by this process.",
+            registry=self.registry,
+        )
         self.request_duration = Histogram(
-            "homelab_http_request_duration_seconds", "API request latency.",
-            ["method", "endpoint", "status"], registry=self.registry,
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10))
+            "homelab_http_request_duration_seconds",
+            "API request latency.",
+            ["method", "endpoint", "status"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+        )
         self.registry.register(FleetCollector())

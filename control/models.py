@@ -88,9 +88,19 @@ class MetricsSample(BaseModel):
 
 
 METRIC_FIELDS = (
-    "cpu_percent", "memory_percent", "memory_total_mb", "memory_used_mb", "disk_percent",
-    "disk_total_gb", "disk_used_gb", "network_rx_bytes", "network_tx_bytes", "load_1m",
-    "load_5m", "load_15m", "uptime_seconds",
+    "cpu_percent",
+    "memory_percent",
+    "memory_total_mb",
+    "memory_used_mb",
+    "disk_percent",
+    "disk_total_gb",
+    "disk_used_gb",
+    "network_rx_bytes",
+    "network_tx_bytes",
+    "load_1m",
+    "load_5m",
+    "load_15m",
+    "uptime_seconds",
 )
 
 

@@ -38,9 +38,16 @@ def init_app(app: Flask) -> ControlApi:
     for key, value in OPENAPI_CONFIG.items():
         app.config.setdefault(key, value)
     api = ControlApi()
-    api.init_app(app, spec_kwargs={"info": {"description": "Monitoring and remediation for a "
-                                            "homelab or small fleet. Authenticate with "
-                                            "`X-API-Key` or `Authorization: Bearer`."}})
+    api.init_app(
+        app,
+        spec_kwargs={
+            "info": {
+                "description": "Monitoring and remediation for a "
+                "homelab or small fleet. Authenticate with "
+                "`X-API-Key` or `Authorization: Bearer`."
+            }
+        },
+    )
     for name, scheme in SECURITY_SCHEMES.items():
         if name not in api.spec.components.security_schemes:
             api.spec.components.security_scheme(name, scheme)

@@ -12,8 +12,12 @@ from control.api.base import Blueprint
 from control.api.fields import BigInt, Float, Hostname, ServerId, UtcDateTime
 from control.errors import Forbidden
 
-blp = Blueprint("agents", __name__, url_prefix="/api/v1/agents",
-                description="Agent check-ins: heartbeats with metrics and OS facts.")
+blp = Blueprint(
+    "agents",
+    __name__,
+    url_prefix="/api/v1/agents",
+    description="Agent check-ins: heartbeats with metrics and OS facts.",
+)
 
 
 class Lenient(ma.Schema):
@@ -59,8 +63,9 @@ class HeartbeatSchema(Lenient):
     os_info = ma.fields.Nested(OsInfoSchema, allow_none=True)
     metrics = ma.fields.Nested(MetricsSchema, allow_none=True)
     agent_version = ma.fields.String(allow_none=True, validate=ma.validate.Length(max=50))
-    metrics_port = ma.fields.Integer(allow_none=True, strict=True,
-                                     validate=ma.validate.Range(1, 65535))
+    metrics_port = ma.fields.Integer(
+        allow_none=True, strict=True, validate=ma.validate.Range(1, 65535)
+    )
 
 
 class HeartbeatResponseSchema(ma.Schema):

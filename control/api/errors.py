@@ -71,8 +71,9 @@ def handle_http_exception(error: HTTPException):
     headers.update(data.get("headers") or {})
     if status == 422:
         errors = _flatten_webargs(data.get("messages") or data.get("errors") or {})
-        return error_response(422, "VALIDATION_ERROR", "Request validation failed",
-                              errors=errors, headers=headers)
+        return error_response(
+            422, "VALIDATION_ERROR", "Request validation failed", errors=errors, headers=headers
+        )
     code = HTTP_CODES.get(status, "INTERNAL_ERROR" if status >= 500 else "BAD_REQUEST")
     message = data.get("message") or error.description or error.name
     return error_response(status, code, message, headers=headers)
@@ -80,8 +81,9 @@ def handle_http_exception(error: HTTPException):
 
 def handle_control_error(error: ControlError):
     """Our own error tree: the class carries status and code."""
-    return error_response(error.status, error.code, error.message, errors=error.errors,
-                          headers=error.headers)
+    return error_response(
+        error.status, error.code, error.message, errors=error.errors, headers=error.headers
+    )
 
 
 def handle_database_error(error: Exception):

@@ -12,8 +12,12 @@ from control.api.auth import require
 from control.api.base import Blueprint
 from control.api.fields import UtcDateTime
 
-blp = Blueprint("events", __name__, url_prefix="/api/v1/events",
-                description="What happened in the fleet, newest first.")
+blp = Blueprint(
+    "events",
+    __name__,
+    url_prefix="/api/v1/events",
+    description="What happened in the fleet, newest first.",
+)
 
 
 class PageQuerySchema(ma.Schema):
@@ -37,8 +41,10 @@ class EventSchema(ma.Schema):
     server_id = ma.fields.String(allow_none=True)
     type = ma.fields.String()
     message = ma.fields.String()
-    details = ma.fields.Function(lambda event: json.loads(event.details) if event.details else None,
-                                 metadata={"type": "object"})
+    details = ma.fields.Function(
+        lambda event: json.loads(event.details) if event.details else None,
+        metadata={"type": "object"},
+    )
     created_at = UtcDateTime()
 
 
@@ -60,7 +66,7 @@ class Events(MethodView):
     @blp.response(200, EventPageSchema)
     def get(self, query):
         """List events, newest first; filter by server_id and type"""
-        page, total = events.list_events(query.get("server_id"), query.get("type"),
-                                         query["limit"], query["offset"])
-        return {"events": page, "total": total, "limit": query["limit"],
-                "offset": query["offset"]}
+        page, total = events.list_events(
+            query.get("server_id"), query.get("type"), query["limit"], query["offset"]
+        )
+        return {"events": page, "total": total, "limit": query["limit"], "offset": query["offset"]}

@@ -51,29 +51,33 @@ class UtcDateTime(ma.fields.DateTime):
         return parsed
 
 
-def ServerId(**kwargs) -> ma.fields.String:  # noqa: N802 - reads as a field type
-    """A server id: lowercase letters, digits and dashes, 1–100 characters."""
+def ServerId(**kwargs) -> ma.fields.String:
+    """A server id: lowercase letters, digits and dashes, 1-100 characters."""
     return ma.fields.String(
-        validate=[ma.validate.Length(1, 100),
-                  fullmatch(SERVER_ID_PATTERN, "Only lowercase letters, digits and '-'.")],
+        validate=[
+            ma.validate.Length(1, 100),
+            fullmatch(SERVER_ID_PATTERN, "Only lowercase letters, digits and '-'."),
+        ],
         **kwargs,
     )
 
 
-def Hostname(**kwargs) -> ma.fields.String:  # noqa: N802 - reads as a field type
-    """A host name: letters, digits, '.', '_' and '-', 1–255 characters."""
+def Hostname(**kwargs) -> ma.fields.String:
+    """A host name: letters, digits, '.', '_' and '-', 1-255 characters."""
     return ma.fields.String(
-        validate=[ma.validate.Length(1, 255),
-                  fullmatch(HOSTNAME_PATTERN, "Letters, digits, '.', '_' and '-' only.")],
+        validate=[
+            ma.validate.Length(1, 255),
+            fullmatch(HOSTNAME_PATTERN, "Letters, digits, '.', '_' and '-' only."),
+        ],
         **kwargs,
     )
 
 
-def BigInt(**kwargs) -> ma.fields.Integer:  # noqa: N802 - reads as a field type
+def BigInt(**kwargs) -> ma.fields.Integer:
     """A non-negative integer that fits a BIGINT column."""
     return ma.fields.Integer(strict=True, validate=ma.validate.Range(0, MAX_BIGINT), **kwargs)
 
 
-def Float(low: float | None = 0, high: float | None = None, **kwargs) -> ma.fields.Float:  # noqa: N802
+def Float(low: float | None = 0, high: float | None = None, **kwargs) -> ma.fields.Float:
     """A finite float within [low, high]."""
     return ma.fields.Float(allow_nan=False, validate=ma.validate.Range(low, high), **kwargs)

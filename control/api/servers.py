@@ -9,9 +9,8 @@ from control import fleet
 from control.api.auth import require
 from control.api.base import Blueprint
 from control.api.fields import (
-    Hostname,
     SSH_USER_PATTERN,
-    Float,
+    Hostname,
     ServerId,
     UtcDateTime,
     fullmatch,
@@ -19,8 +18,12 @@ from control.api.fields import (
 )
 from control.models import METRIC_FIELDS, ServerStatus
 
-blp = Blueprint("servers", __name__, url_prefix="/api/v1/servers",
-                description="Servers in the fleet: registration, inventory, status.")
+blp = Blueprint(
+    "servers",
+    __name__,
+    url_prefix="/api/v1/servers",
+    description="Servers in the fleet: registration, inventory, status.",
+)
 
 
 class ServerFields(ma.Schema):
@@ -28,13 +31,19 @@ class ServerFields(ma.Schema):
 
     hostname = Hostname()
     display_name = ma.fields.String(allow_none=True, validate=ma.validate.Length(max=255))
-    ip_address = ma.fields.String(allow_none=True,
-                                  validate=[ma.validate.Length(max=45), validate_ip])
-    tdp_watts = ma.fields.Integer(allow_none=True, strict=True,
-                                  validate=ma.validate.Range(0, 10000))
+    ip_address = ma.fields.String(
+        allow_none=True, validate=[ma.validate.Length(max=45), validate_ip]
+    )
+    tdp_watts = ma.fields.Integer(
+        allow_none=True, strict=True, validate=ma.validate.Range(0, 10000)
+    )
     ssh_port = ma.fields.Integer(strict=True, validate=ma.validate.Range(1, 65535))
-    ssh_user = ma.fields.String(allow_none=True, validate=fullmatch(
-        SSH_USER_PATTERN, "A POSIX user name: lowercase letter or '_' first, up to 32 chars."))
+    ssh_user = ma.fields.String(
+        allow_none=True,
+        validate=fullmatch(
+            SSH_USER_PATTERN, "A POSIX user name: lowercase letter or '_' first, up to 32 chars."
+        ),
+    )
 
 
 class ServerCreateSchema(ServerFields):
@@ -91,8 +100,9 @@ class ServerSchema(ma.Schema):
     last_seen = UtcDateTime(allow_none=True)
     created_at = UtcDateTime()
     updated_at = UtcDateTime()
-    latest_metrics = ma.fields.Method("_latest_metrics", allow_none=True,
-                                      metadata={"type": "object"})
+    latest_metrics = ma.fields.Method(
+        "_latest_metrics", allow_none=True, metadata={"type": "object"}
+    )
 
     def _latest_metrics(self, server):
         sample = getattr(server, "latest_sample", None)

@@ -65,8 +65,9 @@ def loads(raw: bytes | str) -> Any:
     if text.count("[") + text.count("{") > MAX_DEPTH and _depth(text) > MAX_DEPTH:
         raise json.JSONDecodeError(f"nesting deeper than {MAX_DEPTH} levels", text, 0)
     try:
-        return json.loads(text, parse_constant=_reject_constant, parse_int=_parse_int,
-                          parse_float=_parse_float)
+        return json.loads(
+            text, parse_constant=_reject_constant, parse_int=_parse_int, parse_float=_parse_float
+        )
     except json.JSONDecodeError:
         raise
     except ValueError as exc:

@@ -19,8 +19,9 @@ def health():
     except Exception as exc:  # any failure to reach the database means "not ready"
         db.close()
         raise Unavailable(f"Database unavailable: {type(exc).__name__}") from None
-    return jsonify({"status": "ok", "database": "ok",
-                    "version": current_app.extensions["homelab"].version})
+    return jsonify(
+        {"status": "ok", "database": "ok", "version": current_app.extensions["homelab"].version}
+    )
 
 
 @blp.get("/metrics")
