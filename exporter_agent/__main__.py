@@ -1,0 +1,123 @@
+"""``homelab-agent``: serve /metrics and heartbeat to control until SIGTERM."""
+
+import logging
+import signal
+import socket
+import ssl
+import sys
+import threading
+from collections.abc import Sequence
+
+import psutil
+from prometheus_client import disable_created_metrics
+
+from exporter_agent.collectors import build_collectors
+from exporter_agent.config import Settings, SettingsError, load_settings
+from exporter_agent.exporter import AgentCollector, build_registry
+from exporter_agent.heartbeat import Backoff, HeartbeatLoop, HttpSender, build_payload
+from exporter_agent.heartbeat_state import HeartbeatState
+from exporter_agent.server import BasicAuth, make_app, serve, tls_context
+from exporter_agent.summary import Summary, default_server_id, os_info
+from exporter_agent.version import agent_version
+
+log = logging.getLogger("exporter_agent")
+
+
+def _heartbeat_loop(settings: Settings, state: HeartbeatState, version: str) -> HeartbeatLoop:
+    """Wire the heartbeat sender, payload and backoff from the settings."""
+    hostname = socket.gethostname()
+    server_id = settings.server_id or default_server_id(hostname)
+    context = None
+    if settings.control_url and settings.control_url.startswith("https:"):
+        context = ssl.create_default_context(cafile=settings.control_ca_file)
+    sender = HttpSender(settings.control_url, settings.api_key, f"homelab-agent/{version}",
+                        context=context)  # fmt: skip
+    summary = Summary(psutil, disk_path=settings.collector_options.rootfs)
+    info = os_info(rootfs=settings.collector_options.rootfs)
+
+    def payload() -> dict:
+        import time
+
+        return build_payload(
+            server_id=server_id,
+            hostname=hostname,
+            now=time.time(),
+            os_info=info,
+            metrics=summary.metrics(),
+            agent_version=version,
+            metrics_port=settings.listen_port,
+        )
+
+    log.info("heartbeating to %s as server_id=%s every %ss", sender.url, server_id,
+             settings.interval)  # fmt: skip
+    return HeartbeatLoop(sender, payload, settings.interval, Backoff(cap=settings.backoff_cap),
+                         state)  # fmt: skip
+
+
+def run(settings: Settings, stop: threading.Event) -> int:
+    """Serve /metrics and heartbeat until ``stop`` is set; returns the exit status."""
+    version = agent_version()
+    disable_created_metrics()
+    state = HeartbeatState() if settings.control_url else None
+    collectors = build_collectors(settings.collectors, settings.collector_options)
+    registry = build_registry(AgentCollector(collectors, version, state))
+    auth = None
+    if settings.basic_auth_user:
+        auth = BasicAuth(settings.basic_auth_user, settings.basic_auth_password or "")
+    try:
+        context = tls_context(settings.tls_cert, settings.tls_key) if settings.tls_cert else None
+    except (OSError, ssl.SSLError) as exc:
+        log.error("cannot load --tls-cert/--tls-key: %s", exc)
+        return 2
+    try:
+        server, _ = serve(make_app(registry, auth), settings.listen_address,
+                          settings.listen_port, context)  # fmt: skip
+    except OSError as exc:
+        log.error("cannot listen on %s:%s: %s", settings.listen_address, settings.listen_port,
+                  exc.strerror or exc)  # fmt: skip
+        return 1
+    scheme = "https" if context else "http"
+    log.info("homelab-agent %s serving %s://%s:%s/metrics (collectors: %s)", version, scheme,
+             settings.listen_address, settings.listen_port, ", ".join(collectors))  # fmt: skip
+    heartbeat = None
+    if state is not None:
+        loop = _heartbeat_loop(settings, state, version)
+        heartbeat = threading.Thread(target=loop.run, args=(stop.wait,), name="heartbeat",
+                                     daemon=True)  # fmt: skip
+        heartbeat.start()
+    else:
+        log.info("no --control-url: exporter-only mode, no heartbeats")
+    while not stop.wait(1.0):
+        pass
+    log.info("stopping")
+    server.shutdown()
+    server.server_close()
+    if heartbeat is not None:
+        heartbeat.join(timeout=0.5)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point: parse settings, install signal handlers, run."""
+    try:
+        settings = load_settings(argv)
+    except SettingsError as exc:
+        print(f"homelab-agent: error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    stop = threading.Event()
+
+    def _stop(signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    return run(settings, stop)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

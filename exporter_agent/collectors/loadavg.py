@@ -1,0 +1,24 @@
+"""Load averages from /proc/loadavg, as node_exporter's ``loadavg`` collector."""
+
+import os
+from collections.abc import Iterator
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from exporter_agent.collectors.util import read_text
+
+
+class LoadavgCollector:
+    """Exports ``node_load1``, ``node_load5`` and ``node_load15``."""
+
+    def __init__(self, procfs: str = "/proc") -> None:
+        self._path = os.path.join(procfs, "loadavg")
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the three load averages; raises ValueError on a malformed file."""
+        fields = read_text(self._path).split()
+        if len(fields) < 3:
+            raise ValueError("malformed /proc/loadavg")
+        loads = [float(value) for value in fields[:3]]
+        for minutes, value in zip(("1", "5", "15"), loads, strict=True):
+            yield GaugeMetricFamily(f"node_load{minutes}", f"{minutes}m load average.", value=value)

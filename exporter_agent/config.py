@@ -1,0 +1,312 @@
+"""Command line and environment settings: one argparse parser, every flag backed by an env var.
+
+Precedence: flag, then environment variable, then default. Bad settings raise
+``SettingsError`` with a one-line message naming the flag and its variable.
+"""
+
+import argparse
+import os
+import re
+import urllib.parse
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from exporter_agent.collectors import COLLECTORS, CollectorOptions
+from exporter_agent.collectors.diskstats import DEFAULT_DEVICE_EXCLUDE as DISK_EXCLUDE
+from exporter_agent.collectors.filesystem import (
+    DEFAULT_FS_TYPES_EXCLUDE,
+    DEFAULT_MOUNT_POINTS_EXCLUDE,
+)
+from exporter_agent.collectors.netdev import DEFAULT_DEVICE_EXCLUDE as NET_EXCLUDE
+
+SERVER_ID = re.compile(r"[a-z0-9-]{1,100}")
+UNIT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9@._:\\-]{0,255}")
+TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+DEFAULT_PORT = 9100
+# Like node_exporter: Prometheus scrapes from another host. Use --listen-address to restrict.
+ALL_INTERFACES = "0.0.0.0"  # noqa: S104
+
+
+class SettingsError(ValueError):
+    """A setting is missing, malformed or inconsistent; the message is meant for the operator."""
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: its flag, environment variable, default, converter and help."""
+
+    dest: str
+    flag: str
+    env: str
+    default: Any
+    help: str
+    convert: Callable[[str], Any] = str
+    metavar: str | None = None
+
+
+def _positive(kind: Callable[[str], float], low: float, high: float) -> Callable[[str], Any]:
+    def convert(text: str) -> Any:
+        value = kind(text)
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low:g} and {high:g}")
+        return value
+
+    return convert
+
+
+def _regex(text: str) -> str:
+    try:
+        re.compile(text)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression: {exc}") from None
+    return text
+
+
+def _units(text: str) -> tuple[str, ...]:
+    units = tuple(u.strip() for u in text.split(",") if u.strip())
+    for unit in units:
+        if not UNIT_NAME.fullmatch(unit):
+            raise ValueError(f"invalid unit name {unit!r}")
+    return units
+
+
+OPTIONS = (
+    Option("control_url", "--control-url", "HOMELAB_CONTROL_URL", None,
+           "control's base URL, e.g. http://control:8000; without it the agent only serves "
+           "/metrics", metavar="URL"),
+    Option("api_key", "--api-key", "HOMELAB_API_KEY", None,
+           "agent API key sent as X-API-Key (prefer the env var or --api-key-file: flags are "
+           "visible in ps)", metavar="KEY"),
+    Option("api_key_file", "--api-key-file", "HOMELAB_API_KEY_FILE", None,
+           "file holding the API key", metavar="PATH"),
+    Option("server_id", "--server-id", "HOMELAB_SERVER_ID", None,
+           "server id in control, [a-z0-9-]{1,100}; default: the hostname, lowercased, "
+           "other characters turned into '-'", metavar="ID"),
+    Option("listen_address", "--listen-address", "HOMELAB_LISTEN_ADDRESS", ALL_INTERFACES,
+           "address /metrics listens on", metavar="ADDR"),
+    Option("listen_port", "--listen-port", "HOMELAB_LISTEN_PORT", DEFAULT_PORT,
+           "port /metrics listens on (node_exporter's port; run one or the other)",
+           _positive(int, 1, 65535), "PORT"),
+    Option("interval", "--interval", "HOMELAB_INTERVAL", 60.0,
+           "seconds between heartbeats", _positive(float, 1, 86400), "SECONDS"),
+    Option("backoff_cap", "--backoff-cap", "HOMELAB_BACKOFF_CAP", 30.0,
+           "longest wait between retries while control is unreachable",
+           _positive(float, 0.1, 3600), "SECONDS"),
+    Option("control_ca_file", "--control-ca-file", "HOMELAB_CONTROL_CA_FILE", None,
+           "CA bundle to verify an https control URL (default: system CAs)", metavar="PATH"),
+    Option("tls_cert", "--tls-cert", "HOMELAB_TLS_CERT", None,
+           "PEM certificate: serve /metrics over HTTPS (needs --tls-key)", metavar="PATH"),
+    Option("tls_key", "--tls-key", "HOMELAB_TLS_KEY", None,
+           "PEM private key for --tls-cert", metavar="PATH"),
+    Option("basic_auth_user", "--basic-auth-user", "HOMELAB_BASIC_AUTH_USER", None,
+           "require HTTP basic auth for /metrics with this user; the password comes from "
+           "HOMELAB_BASIC_AUTH_PASSWORD or --basic-auth-password-file", metavar="USER"),
+    Option("basic_auth_password_file", "--basic-auth-password-file",
+           "HOMELAB_BASIC_AUTH_PASSWORD_FILE", None, "file holding the basic auth password",
+           metavar="PATH"),
+    Option("log_level", "--log-level", "HOMELAB_LOG_LEVEL", "info",
+           "debug, info, warning or error", str.lower, "LEVEL"),
+    Option("procfs", "--path.procfs", "HOMELAB_PATH_PROCFS", "/proc", "procfs mount point",
+           metavar="PATH"),
+    Option("sysfs", "--path.sysfs", "HOMELAB_PATH_SYSFS", "/sys", "sysfs mount point",
+           metavar="PATH"),
+    Option("rootfs", "--path.rootfs", "HOMELAB_PATH_ROOTFS", "/",
+           "root of the host filesystem (e.g. /host in a container)", metavar="PATH"),
+    Option("udev_data", "--path.udev.data", "HOMELAB_PATH_UDEV_DATA", "/run/udev/data",
+           "udev database, for node_disk_info labels", metavar="PATH"),
+    Option("systemd_units", "--collector.systemd.units", "HOMELAB_SYSTEMD_UNITS", (),
+           "comma-separated systemd units to export node_systemd_unit_state for",
+           _units, "UNITS"),
+    Option("mount_points_exclude", "--collector.filesystem.mount-points-exclude",
+           "HOMELAB_FILESYSTEM_MOUNT_POINTS_EXCLUDE", DEFAULT_MOUNT_POINTS_EXCLUDE,
+           "regex of mount points to ignore", _regex, "REGEX"),
+    Option("fs_types_exclude", "--collector.filesystem.fs-types-exclude",
+           "HOMELAB_FILESYSTEM_FS_TYPES_EXCLUDE", DEFAULT_FS_TYPES_EXCLUDE,
+           "regex of filesystem types to ignore", _regex, "REGEX"),
+    Option("diskstats_device_exclude", "--collector.diskstats.device-exclude",
+           "HOMELAB_DISKSTATS_DEVICE_EXCLUDE", DISK_EXCLUDE,
+           "regex of block devices to ignore", _regex, "REGEX"),
+    Option("netdev_device_exclude", "--collector.netdev.device-exclude",
+           "HOMELAB_NETDEV_DEVICE_EXCLUDE", NET_EXCLUDE,
+           "regex of network devices to ignore", _regex, "REGEX"),
+)  # fmt: skip
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def collector_env(name: str) -> str:
+    """Environment variable that enables (true) or disables (false) collector ``name``."""
+    return "HOMELAB_COLLECTOR_" + name.upper()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The agent's validated settings."""
+
+    control_url: str | None
+    api_key: str | None = field(repr=False)
+    server_id: str | None
+    listen_address: str
+    listen_port: int
+    interval: float
+    backoff_cap: float
+    control_ca_file: str | None
+    tls_cert: str | None
+    tls_key: str | None
+    basic_auth_user: str | None
+    basic_auth_password: str | None = field(repr=False)
+    log_level: str
+    collectors: tuple[str, ...]
+    collector_options: CollectorOptions
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, like SettingsError
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argparse parser; --help lists every flag with its env var and default."""
+    parser = _Parser(
+        prog="homelab-agent",
+        description="node_exporter-compatible /metrics plus heartbeats to homelabcmd control.",
+        epilog="Every flag can also be set with the environment variable shown next to it; "
+        "a flag wins over its variable.",
+    )
+    for opt in OPTIONS:
+        default = ",".join(opt.default) if isinstance(opt.default, tuple) else opt.default
+        parser.add_argument(
+            opt.flag,
+            dest=opt.dest,
+            metavar=opt.metavar,
+            help=(
+                f"{opt.help} [env {opt.env}" + ("]" if default is None else f"; default {default}]")
+            ).replace("%", "%%"),
+        )
+    group = parser.add_argument_group("collectors")
+    for spec in COLLECTORS:
+        group.add_argument(
+            f"--collector.{spec.name}",
+            dest=f"collector_{spec.name}",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help=f"{spec.help} [env {collector_env(spec.name)}; default "
+            f"{'enabled' if spec.enabled_by_default else 'disabled'}]",
+        )
+    # BooleanOptionalAction spells the negation --no-collector.NAME, as node_exporter does.
+    return parser
+
+
+def _read_secret(path: str, what: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            value = handle.read().strip()
+    except OSError as exc:
+        raise SettingsError(f"cannot read {what} file {path}: {exc.strerror}") from None
+    if not value:
+        raise SettingsError(f"{what} file {path} is empty")
+    return value
+
+
+def _bool(text: str, env: str) -> bool:
+    if text.strip().lower() in TRUE:
+        return True
+    if text.strip().lower() in FALSE:
+        return False
+    raise SettingsError(f"{env}={text!r}: expected true or false")
+
+
+def _resolve(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str, Any]:
+    values = {}
+    for opt in OPTIONS:
+        raw, source = getattr(args, opt.dest), opt.flag
+        if raw is None and env.get(opt.env, "") != "":
+            raw, source = env[opt.env], opt.env
+        if raw is None:
+            values[opt.dest] = opt.default
+            continue
+        try:
+            values[opt.dest] = opt.convert(raw)
+        except ValueError as exc:
+            raise SettingsError(f"{source}={raw!r}: {exc}") from None
+    return values
+
+
+def _collectors(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, ...]:
+    enabled = []
+    for spec in COLLECTORS:
+        flag = getattr(args, f"collector_{spec.name}")
+        if flag is None and env.get(collector_env(spec.name), "") != "":
+            flag = _bool(env[collector_env(spec.name)], collector_env(spec.name))
+        if spec.enabled_by_default if flag is None else flag:
+            enabled.append(spec.name)
+    return tuple(enabled)
+
+
+def _check_url(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingsError(f"--control-url={url!r}: expected http(s)://host[:port][/path]")
+    return url.rstrip("/")
+
+
+def load_settings(
+    argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
+) -> Settings:
+    """Parse ``argv`` and ``env`` into Settings; raises SettingsError on a bad setting."""
+    env = os.environ if env is None else env
+    args = build_parser().parse_args(argv)
+    v = _resolve(args, env)
+    control_url = _check_url(v["control_url"]) if v["control_url"] else None
+    if v["api_key"] and v["api_key_file"]:
+        raise SettingsError("give the API key once: --api-key/HOMELAB_API_KEY or --api-key-file")
+    api_key = v["api_key"] or (
+        _read_secret(v["api_key_file"], "API key") if v["api_key_file"] else None
+    )
+    if control_url and not api_key:
+        raise SettingsError("--control-url needs --api-key (or HOMELAB_API_KEY / --api-key-file)")
+    if api_key and not control_url:
+        raise SettingsError("--api-key given without --control-url (HOMELAB_CONTROL_URL)")
+    if v["server_id"] is not None and not SERVER_ID.fullmatch(v["server_id"]):
+        raise SettingsError(
+            f"--server-id={v['server_id']!r}: use 1-100 characters from a-z, 0-9 and '-'"
+        )
+    if bool(v["tls_cert"]) != bool(v["tls_key"]):
+        raise SettingsError("--tls-cert and --tls-key go together")
+    password = env.get("HOMELAB_BASIC_AUTH_PASSWORD") or None
+    if v["basic_auth_password_file"]:
+        password = _read_secret(v["basic_auth_password_file"], "basic auth password")
+    if bool(v["basic_auth_user"]) != bool(password):
+        raise SettingsError(
+            "--basic-auth-user needs a password (HOMELAB_BASIC_AUTH_PASSWORD or "
+            "--basic-auth-password-file), and a password needs --basic-auth-user"
+        )
+    if v["log_level"] not in LOG_LEVELS:
+        raise SettingsError(f"--log-level={v['log_level']!r}: expected one of {LOG_LEVELS}")
+    return Settings(
+        control_url=control_url,
+        api_key=api_key,
+        server_id=v["server_id"],
+        listen_address=v["listen_address"],
+        listen_port=v["listen_port"],
+        interval=v["interval"],
+        backoff_cap=v["backoff_cap"],
+        control_ca_file=v["control_ca_file"],
+        tls_cert=v["tls_cert"],
+        tls_key=v["tls_key"],
+        basic_auth_user=v["basic_auth_user"],
+        basic_auth_password=password,
+        log_level=v["log_level"],
+        collectors=_collectors(args, env),
+        collector_options=CollectorOptions(
+            procfs=v["procfs"],
+            sysfs=v["sysfs"],
+            rootfs=v["rootfs"],
+            udev_data=v["udev_data"],
+            mount_points_exclude=v["mount_points_exclude"],
+            fs_types_exclude=v["fs_types_exclude"],
+            diskstats_device_exclude=v["diskstats_device_exclude"],
+            netdev_device_exclude=v["netdev_device_exclude"],
+            systemd_units=v["systemd_units"],
+        ),
+    )

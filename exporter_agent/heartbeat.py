@@ -1,0 +1,269 @@
+"""Heartbeats to control: payload building, sending over urllib, and a loop that never gives up.
+
+Retry policy: connection errors, timeouts, 429 and 5xx back off exponentially with full
+jitter (``uniform(0, min(cap, base * 2**n))``) forever; 401/403 (bad or foreign key) and other
+4xx answers are logged once per change and retried every ``interval``, because only an
+operator can fix them. Sleep, clock and randomness are injected so the policy is unit-tested
+without waiting.
+"""
+
+import enum
+import json
+import logging
+import random
+import ssl
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from http.client import HTTPException
+
+from exporter_agent.heartbeat_state import HeartbeatState
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_PATH = "/api/v1/agents/heartbeat"
+REQUEST_TIMEOUT_SECONDS = 10.0
+MAX_RETRY_AFTER_SECONDS = 300.0
+
+
+class Outcome(enum.Enum):
+    """How control answered a heartbeat, which decides the next wait."""
+
+    OK = "ok"
+    UNAVAILABLE = "unavailable"  # network error, timeout, 429, 5xx: back off
+    UNAUTHORIZED = "unauthorized"  # 401/403: the key is wrong or bound elsewhere
+    REJECTED = "rejected"  # any other 4xx: the payload or URL is wrong
+
+
+@dataclass(frozen=True)
+class Result:
+    """One heartbeat attempt: outcome, HTTP status (None without a response) and details."""
+
+    outcome: Outcome
+    status: int | None = None
+    detail: str = ""
+    body: dict | None = None
+    retry_after: float | None = None
+
+
+def iso_utc(now: float) -> str:
+    """Format Unix time ``now`` as ISO 8601 UTC with a ``Z`` (``2026-01-18T10:30:00Z``)."""
+    return datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def build_payload(
+    *,
+    server_id: str,
+    hostname: str,
+    now: float,
+    os_info: dict,
+    metrics: dict,
+    agent_version: str,
+    metrics_port: int,
+) -> dict:
+    """Return the seed-001 heartbeat body plus ``agent_version`` and ``metrics_port``."""
+    return {
+        "server_id": server_id,
+        "hostname": hostname,
+        "timestamp": iso_utc(now),
+        "os_info": os_info,
+        "metrics": metrics,
+        "agent_version": agent_version,
+        "metrics_port": metrics_port,
+    }
+
+
+def _error_detail(body: dict | None, fallback: str) -> str:
+    if not isinstance(body, dict):
+        return fallback
+    detail = f"{body.get('code', '')}: {body.get('message', '')}".strip(": ")
+    errors = body.get("errors")
+    if isinstance(errors, dict) and errors:
+        fields = "; ".join(
+            f"{field}: {', '.join(map(str, msgs))}" for field, msgs in errors.items()
+        )
+        detail = f"{detail} ({fields})"
+    return detail or fallback
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return min(float(value), MAX_RETRY_AFTER_SECONDS) if value else None
+    except ValueError:
+        return None
+
+
+def classify(status: int, body: dict | None, retry_after: str | None = None) -> Result:
+    """Map an HTTP answer from control to a Result."""
+    if 200 <= status < 300:
+        return Result(Outcome.OK, status, body=body)
+    detail = _error_detail(body, f"HTTP {status}")
+    if status in (401, 403):
+        return Result(Outcome.UNAUTHORIZED, status, detail, body)
+    if status == 429 or status >= 500:
+        return Result(Outcome.UNAVAILABLE, status, detail, body, _retry_after(retry_after))
+    return Result(Outcome.REJECTED, status, detail, body)
+
+
+class HttpSender:
+    """POSTs heartbeats to ``{control_url}/api/v1/agents/heartbeat`` with the agent key."""
+
+    def __init__(
+        self,
+        control_url: str,
+        api_key: str,
+        user_agent: str,
+        timeout: float = REQUEST_TIMEOUT_SECONDS,
+        context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.url = control_url.rstrip("/") + HEARTBEAT_PATH
+        self._api_key = api_key
+        self._user_agent = user_agent
+        self._timeout = timeout
+        self._context = context
+
+    def __call__(self, payload: dict) -> Result:
+        """Send one heartbeat and classify the answer; never raises for network trouble."""
+        request = urllib.request.Request(  # noqa: S310 - http(s) only, checked in config
+            self.url,
+            data=json.dumps(payload).encode(),
+            method="POST",
+            headers={
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+                "X-API-Key": self._api_key,
+                "User-Agent": self._user_agent,
+            },
+        )
+        try:
+            with urllib.request.urlopen(  # noqa: S310 - scheme checked at start-up
+                request, timeout=self._timeout, context=self._context
+            ) as response:
+                return classify(response.status, _json(response.read()))
+        except urllib.error.HTTPError as exc:
+            with exc:
+                return classify(exc.code, _json(exc.read()), exc.headers.get("Retry-After"))
+        except (OSError, HTTPException) as exc:
+            reason = getattr(exc, "reason", None) or exc
+            return Result(Outcome.UNAVAILABLE, None, f"cannot reach control: {reason}")
+
+
+def _json(raw: bytes) -> dict | None:
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+class Backoff:
+    """Exponential backoff with full jitter: attempt n waits uniform(0, min(cap, base * 2**n))."""
+
+    def __init__(
+        self, base: float = 1.0, cap: float = 30.0, rand: Callable[[], float] = random.random
+    ) -> None:
+        self.base, self.cap = base, cap
+        self._rand = rand
+        self.attempts = 0
+
+    def next_delay(self) -> float:
+        """Return the wait before the next retry and count one more failed attempt."""
+        ceiling = min(self.cap, self.base * 2 ** min(self.attempts, 32))
+        self.attempts += 1
+        return self._rand() * ceiling
+
+    def reset(self) -> None:
+        """Start over after a success."""
+        self.attempts = 0
+
+
+class HeartbeatLoop:
+    """Sends a heartbeat now and then every ``interval`` seconds until told to stop."""
+
+    def __init__(
+        self,
+        send: Callable[[dict], Result],
+        payload: Callable[[], dict],
+        interval: float,
+        backoff: Backoff,
+        state: HeartbeatState,
+        clock: Callable[[], float] = time.time,
+        logger: logging.Logger = log,
+    ) -> None:
+        self._send = send
+        self._payload = payload
+        self._interval = interval
+        self._backoff = backoff
+        self._state = state
+        self._clock = clock
+        self._log = logger
+        self._reported: tuple | None = None
+        self._failures = 0
+
+    def run_once(self) -> float:
+        """Send one heartbeat, log what changed, and return how long to wait before the next."""
+        result = self._send(self._payload())
+        self._state.record(result.outcome is Outcome.OK, self._clock())
+        self._report(result)
+        if result.outcome is Outcome.OK:
+            self._backoff.reset()
+            self._failures = 0
+            return self._interval
+        self._failures += 1
+        if result.outcome is Outcome.UNAVAILABLE:
+            delay = self._backoff.next_delay()
+            return max(delay, result.retry_after or 0.0)
+        self._backoff.reset()
+        return self._interval
+
+    def run(self, wait: Callable[[float], bool]) -> None:
+        """Loop until ``wait(delay)`` returns True (e.g. ``threading.Event.wait``)."""
+        while True:
+            if wait(self.run_once()):
+                return
+
+    def _report(self, result: Result) -> None:
+        """Log a result only when it differs from the last one logged."""
+        key = (result.outcome, result.status)
+        if key == self._reported:
+            self._log.debug(
+                "heartbeat: %s %s %s", result.outcome.value, result.status, result.detail
+            )
+            return
+        previous, self._reported = self._reported, key
+        if result.outcome is Outcome.OK:
+            registered = bool((result.body or {}).get("server_registered"))
+            if previous is None:
+                self._log.info("heartbeat accepted by control (newly registered: %s)", registered)
+            else:
+                self._log.info("heartbeat accepted again after %d failed attempts", self._failures)
+        elif result.outcome is Outcome.UNAUTHORIZED and result.status == 403:
+            self._log.error(
+                "control refused the API key for this server (HTTP 403 %s): the key is bound "
+                "to another server or lacks the agent scope; retrying every %ss",
+                result.detail,
+                self._interval,
+            )
+        elif result.outcome is Outcome.UNAUTHORIZED:
+            self._log.error(
+                "control rejected the API key (HTTP 401 %s): check --api-key / "
+                "HOMELAB_API_KEY; retrying every %ss",
+                result.detail,
+                self._interval,
+            )
+        elif result.outcome is Outcome.REJECTED:
+            self._log.error(
+                "control rejected the heartbeat (HTTP %s %s); retrying every %ss",
+                result.status,
+                result.detail,
+                self._interval,
+            )
+        else:
+            self._log.warning(
+                "control unavailable (%s); retrying with backoff up to %ss",
+                result.detail,
+                self._backoff.cap,
+            )
