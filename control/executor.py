@@ -131,7 +131,10 @@ class SshExecutor:
                 ) from None
         duration_ms = round((time.monotonic() - started) * 1000)
         exit_code = result.exited
-        if exit_code in TIMEOUT_EXIT_CODES and duration_ms >= timeout * 1000:
+        # After SIGKILL the remote `timeout` itself dies in its process group, so sshd reports
+        # a signal and paramiko an exit status of -1 rather than 137.
+        timed_out = exit_code in TIMEOUT_EXIT_CODES or exit_code is None or exit_code < 0
+        if timed_out and duration_ms >= timeout * 1000:
             raise CommandTimeout(_timeout_message(timeout))
         if exit_code is None or exit_code < 0:
             # sshd closed the channel without an exit status: the session died underneath us.

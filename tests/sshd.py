@@ -8,8 +8,10 @@ processes) locally.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -53,6 +55,7 @@ class SshServer:
     host_public_key: str
     workdir: Path
     log_path: Path
+    pid: int
 
     def known_hosts_with_wrong_key(self) -> Path:
         """A known_hosts naming this server with a different key, as after a host was replaced."""
@@ -67,6 +70,15 @@ class SshServer:
         path = self.workdir / "known_hosts_empty"
         path.write_text("")
         return path
+
+    def drop_connections(self) -> None:
+        """Kill every per-connection sshd child, as when a box reboots under open connections."""
+        children = subprocess.run(
+            ["pgrep", "-P", str(self.pid)], capture_output=True, text=True, check=False
+        ).stdout.split()
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(child), signal.SIGKILL)
 
     def log(self) -> str:
         """What sshd has logged so far (for failure messages)."""
@@ -101,6 +113,7 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
             host_public_key=_key_fields(host_pub),
             workdir=workdir,
             log_path=log_path,
+            pid=process.pid,
         )
     finally:
         process.terminate()
