@@ -42,8 +42,7 @@ def open_database(url: str) -> peewee.Database:
             path, pragmas=SQLITE_PRAGMAS, timeout=10, check_same_thread=False, returning_clause=True
         )
     if scheme in {"postgres", "postgresql"}:
-        # autorollback: a failed statement outside a transaction must not poison the connection.
-        return connect_url(url.replace("postgres://", "postgresql://", 1), autorollback=True)
+        return connect_url(url.replace("postgres://", "postgresql://", 1))
     raise ConfigError(
         f"HOMELAB_DATABASE_URL: unsupported scheme {scheme!r} (use sqlite:/// or postgresql://)"
     )

@@ -11,7 +11,7 @@ import marshmallow as ma
 MAX_BIGINT = 2**63 - 1  # the largest value a BIGINT column (SQLite or PostgreSQL) holds
 
 SERVER_ID_PATTERN = r"^[a-z0-9-]+$"
-HOSTNAME_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,253})$"
+HOSTNAME_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,254})$"
 SSH_USER_PATTERN = r"^[a-z_][a-z0-9_-]{0,31}$"
 
 

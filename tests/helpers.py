@@ -1,0 +1,73 @@
+"""Small helpers shared by the tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+
+
+def require_binary(path: str | None, what: str) -> str:
+    """Return `path` if it is an executable; otherwise skip locally, but fail in CI.
+
+    CI (`CI=true`) installs every binary the suite needs, so a missing one there is a defect.
+    """
+    found = path if path and os.access(path, os.X_OK) else (shutil.which(path) if path else None)
+    if found:
+        return found
+    message = f"{what} is not installed ({path or 'not found'})"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message + "; .ci/run must install it")
+    pytest.skip(message)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(condition: Callable[[], object], timeout: float = 20.0, interval: float = 0.05):
+    """Poll `condition` until it returns something truthy; fail the test after `timeout`.
+
+    A generous deadline for slow machines, not a performance assertion.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout}s: {condition}")
+        time.sleep(interval)
+
+
+@dataclass(frozen=True)
+class AuthHeaders:
+    """Request headers carrying each scope's bootstrap key."""
+
+    operator_key: str
+    agent_key: str
+    viewer_key: str
+
+    @property
+    def operator(self) -> dict[str, str]:
+        return {"X-API-Key": self.operator_key}
+
+    @property
+    def agent(self) -> dict[str, str]:
+        return {"X-API-Key": self.agent_key}
+
+    @property
+    def viewer(self) -> dict[str, str]:
+        return {"X-API-Key": self.viewer_key}
+
+    @staticmethod
+    def bearer(key: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key}"}
