@@ -100,7 +100,7 @@ class SshExecutor:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
         # `timeout` sends SIGTERM to the command's whole process group, SIGKILL if it lingers.
-        command = to_shell(list(argv))
+        command = to_shell(["timeout", "-k", str(KILL_AFTER), _seconds(timeout), *argv])
         where = f"{user}@{_address(host, port)}"
         for attempt in (1, 2):
             conn = self.connection(host, port, user)
