@@ -26,6 +26,7 @@ from invoke.exceptions import CommandTimedOut, ThreadException
 from paramiko import (
     AuthenticationException,
     BadHostKeyException,
+    ChannelException,
     RejectPolicy,
     SSHConfig,
     SSHException,
@@ -44,6 +45,9 @@ TIMEOUT_EXIT_CODES = frozenset({124, 137})
 # Client-side backstop past the remote timeout, for a host whose `timeout` did not fire.
 BACKSTOP_GRACE = 5
 KEEPALIVE_SECONDS = 30
+# OpenSSH refuses more than MaxSessions (default 10) channels per connection; stay below it and
+# let further commands to the same host wait for a free channel.
+SESSIONS_PER_CONNECTION = 8
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,7 @@ class SshExecutor:
         self.default_user = default_user
         self._pool: dict[tuple[str, int, str], Connection] = {}
         self._locks: dict[tuple[str, int, str], threading.Lock] = {}
+        self._sessions: dict[tuple[str, int, str], threading.BoundedSemaphore] = {}
         self._pool_lock = threading.Lock()
 
     def run(
@@ -102,8 +107,19 @@ class SshExecutor:
         # `timeout` sends SIGTERM to the command's whole process group, SIGKILL if it lingers.
         command = to_shell(["timeout", "-k", str(KILL_AFTER), _seconds(timeout), *argv])
         where = f"{user}@{_address(host, port)}"
+        key = (host, port, user)
+        with self._pool_lock:
+            sessions = self._sessions.setdefault(
+                key, threading.BoundedSemaphore(SESSIONS_PER_CONNECTION)
+            )
+        with sessions:
+            return self._run(key, where, command, timeout)
+
+    def _run(
+        self, key: tuple[str, int, str], where: str, command: str, timeout: float
+    ) -> CommandResult:
         for attempt in (1, 2):
-            conn = self.connection(host, port, user)
+            conn = self.connection(*key)
             started = time.monotonic()
             try:
                 result = conn.run(
@@ -116,16 +132,20 @@ class SshExecutor:
                 )
                 break
             except _NotStarted as exc:
+                if conn.is_connected and isinstance(exc.__cause__, ChannelException):
+                    # A live connection whose server refused one more channel: closing it
+                    # would cut off the commands running on it.
+                    raise SshError(f"{where} refused an SSH session: {exc}") from None
                 # The command was never sent, so trying again cannot run it twice.
-                self._discard((host, port, user), conn)
+                self._discard(key, conn)
                 if attempt == 2:
                     raise SshError(f"SSH connection to {where} failed: {exc}") from None
                 log.info("ssh connection to %s was dead; reopening it", where)
             except CommandTimedOut:
-                self._discard((host, port, user), conn)
+                # Only this command's channel was closed; the connection stays in the pool.
                 raise CommandTimeout(_timeout_message(timeout)) from None
             except (ThreadException, SSHException, EOFError, OSError) as exc:
-                self._discard((host, port, user), conn)
+                self._discard(key, conn)
                 raise SshError(
                     f"SSH connection to {where} broke while the command ran: {_reason(exc)}"
                 ) from None
@@ -138,7 +158,6 @@ class SshExecutor:
             raise CommandTimeout(_timeout_message(timeout))
         if exit_code is None or exit_code < 0:
             # sshd closed the channel without an exit status: the session died underneath us.
-            self._discard((host, port, user), conn)
             raise SshError(f"SSH session on {where} ended without an exit status")
         return CommandResult(exit_code, result.stdout, result.stderr, duration_ms)
 

@@ -37,7 +37,7 @@ PubkeyAuthentication yes
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 PermitRootLogin prohibit-password
-MaxSessions 64
+MaxSessions 10
 MaxStartups 64
 LogLevel VERBOSE
 """

@@ -265,19 +265,20 @@ def test_connection_dropped_by_the_server_is_reopened(executor, sshd):
     assert executor.connection(sshd.host, sshd.port, sshd.user) is not first
 
 
-def test_parallel_commands_share_one_connection(executor, sshd):
+def test_more_parallel_commands_than_sshd_sessions_share_one_connection(executor, sshd):
+    # The fixture's sshd allows OpenSSH's default of 10 sessions per connection.
     results = []
 
     def worker(n: int) -> None:
-        results.append(run(executor, sshd, ["echo", str(n)]).stdout)
+        results.append(run(executor, sshd, sh(f"sleep 0.3; echo {n}")).stdout)
 
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(10)]
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(25)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
 
-    assert sorted(results) == sorted(f"{n}\n" for n in range(10))
+    assert sorted(results) == sorted(f"{n}\n" for n in range(25))
     assert len(executor._pool) == 1
 
 
