@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections.abc import Callable
 
@@ -53,8 +54,13 @@ def require(permission: str) -> Callable:
                 raise Forbidden(f"API key scope '{principal.scope}' may not {permission}")
             return view(*args, **kwargs)
 
-        wrapper._apidoc = {**getattr(view, "_apidoc", {})}  # keep flask-smorest's docs
+        # Document the security requirement and its two failure responses (references to the
+        # components flask-smorest registers for every HTTP status).
+        wrapper._apidoc = copy.deepcopy(getattr(view, "_apidoc", {}))
         wrapper._apidoc.setdefault("manual_doc", {})["security"] = SECURITY
+        responses = wrapper._apidoc.setdefault("response", {}).setdefault("responses", {})
+        responses.setdefault(401, []).append("UNAUTHORIZED")
+        responses.setdefault(403, []).append("FORBIDDEN")
         return wrapper
 
     return decorator

@@ -58,7 +58,7 @@ def loads(raw: bytes | str) -> Any:
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
     except UnicodeDecodeError as exc:
-        raise json.JSONDecodeError("body is not valid UTF-8", "", exc.start) from None
+        raise json.JSONDecodeError("body is not valid UTF-8", "<bytes>", exc.start) from None
     if not text.strip():
         raise json.JSONDecodeError("empty body", "", 0)
     # Only scan when brackets could possibly nest that deep: keeps small bodies cheap.

@@ -1,4 +1,4 @@
-"""Seed 000: server registration API (TC006–TC012) and its edge cases."""
+"""Seed 000: server registration API (TC006-TC012) and its edge cases."""
 
 from __future__ import annotations
 

@@ -1,0 +1,217 @@
+"""Seed 001: the agent heartbeat (TC013-TC017), its edge cases, and agent-key binding."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from control import fleet
+from control.keys import create_key
+from control.models import MetricsSample, Server, utcnow
+
+URL = "/api/v1/agents/heartbeat"
+
+FULL_METRICS = {
+    "cpu_percent": 12.5,
+    "memory_percent": 45.2,
+    "memory_total_mb": 16384,
+    "memory_used_mb": 7400,
+    "disk_percent": 61.0,
+    "disk_total_gb": 500.0,
+    "disk_used_gb": 305.0,
+    "network_rx_bytes": 123456789,
+    "network_tx_bytes": 98765432,
+    "load_1m": 0.5,
+    "load_5m": 0.7,
+    "load_15m": 0.9,
+    "uptime_seconds": 86400,
+}
+OS_INFO = {
+    "distribution": "Debian GNU/Linux",
+    "version": "12",
+    "kernel": "6.1.0-18-amd64",
+    "architecture": "x86_64",
+}
+
+
+def beat(server_id="pi-1", **extra):
+    return {
+        "server_id": server_id,
+        "hostname": f"{server_id}.lan",
+        "timestamp": "2026-01-18T10:30:00Z",
+        **extra,
+    }
+
+
+def post(client, auth, body, headers=None):
+    return client.post(URL, json=body, headers=headers or auth.agent)
+
+
+def test_heartbeat_stores_metrics(client, auth):
+    response = post(client, auth, beat(metrics=FULL_METRICS))
+    assert response.status_code == 200
+    sample = MetricsSample.get(MetricsSample.server == "pi-1")
+    for field, value in FULL_METRICS.items():
+        assert getattr(sample, field) == value
+    assert sample.timestamp == dt.datetime(2026, 1, 18, 10, 30)
+    assert abs((utcnow() - sample.received_at).total_seconds()) < 60
+
+
+def test_heartbeat_sets_status_online_and_last_seen(client, auth):
+    client.post("/api/v1/servers", json={"id": "pi-1", "hostname": "pi-1"}, headers=auth.operator)
+    before = utcnow()
+    post(client, auth, beat())
+    server = Server.get_by_id("pi-1")
+    assert server.status == "online"
+    assert server.last_seen >= before
+
+
+def test_heartbeat_auto_registers_unknown_server(client, auth):
+    response = post(client, auth, beat("new-box"))
+    assert response.json == {"status": "ok", "server_registered": True, "pending_commands": []}
+    server = client.get("/api/v1/servers/new-box", headers=auth.viewer).json
+    assert server["hostname"] == "new-box.lan"
+    assert server["status"] == "online"
+    second = post(client, auth, beat("new-box"))
+    assert second.json["server_registered"] is False
+
+
+def test_heartbeat_updates_os_info(client, auth):
+    post(client, auth, beat(os_info=OS_INFO))
+    server = client.get("/api/v1/servers/pi-1", headers=auth.viewer).json
+    assert server["os_distribution"] == "Debian GNU/Linux"
+    assert server["os_version"] == "12"
+    assert server["kernel_version"] == "6.1.0-18-amd64"
+    assert server["architecture"] == "x86_64"
+
+
+def test_heartbeat_without_os_info_keeps_previous(client, auth):
+    post(client, auth, beat(os_info=OS_INFO))
+    post(client, auth, beat())
+    assert Server.get_by_id("pi-1").os_version == "12"
+
+
+def test_heartbeat_response_has_empty_pending_commands(client, auth):
+    assert post(client, auth, beat()).json["pending_commands"] == []
+
+
+def test_heartbeat_records_agent_version_metrics_port_and_address(client, auth):
+    post(client, auth, beat(agent_version="0.1.0", metrics_port=9100))
+    server = Server.get_by_id("pi-1")
+    assert (server.agent_version, server.metrics_port) == ("0.1.0", 9100)
+    assert server.last_seen_address == "127.0.0.1"
+
+
+def test_heartbeat_requires_auth(client, auth):
+    assert client.post(URL, json=beat()).status_code == 401
+    wrong = client.post(URL, json=beat(), headers={"X-API-Key": "wrong"})
+    assert wrong.status_code == 401
+    assert wrong.json["code"] == "UNAUTHORIZED"
+
+
+def test_viewer_key_cannot_heartbeat(client, auth):
+    response = post(client, auth, beat(), headers=auth.viewer)
+    assert response.status_code == 403
+    assert response.json["code"] == "FORBIDDEN"
+
+
+def test_bearer_agent_key_works(client, auth):
+    assert post(client, auth, beat(), headers=auth.bearer(auth.agent_key)).status_code == 200
+
+
+def test_partial_metrics_are_accepted(client, auth):
+    post(client, auth, beat(metrics={"cpu_percent": 5, "load_1m": None}))
+    sample = MetricsSample.get()
+    assert sample.cpu_percent == 5
+    assert sample.memory_percent is None
+
+
+def test_heartbeat_without_metrics_updates_status_only(client, auth):
+    post(client, auth, beat())
+    assert MetricsSample.select().count() == 0
+    assert Server.get_by_id("pi-1").status == "online"
+
+
+def test_duplicate_heartbeat_creates_a_new_sample(client, auth):
+    post(client, auth, beat(metrics={"cpu_percent": 1}))
+    post(client, auth, beat(metrics={"cpu_percent": 2}))
+    assert MetricsSample.select().count() == 2
+    latest = client.get("/api/v1/servers/pi-1", headers=auth.viewer).json["latest_metrics"]
+    assert latest["cpu_percent"] == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"hostname": "h", "timestamp": "2026-01-18T10:30:00Z"}, "server_id"),
+        ({"server_id": "a", "hostname": "h"}, "timestamp"),
+        ({"server_id": "a", "timestamp": "2026-01-18T10:30:00Z"}, "hostname"),
+        (beat("Bad_Id"), "server_id"),
+        (beat("a" * 101), "server_id"),
+        (beat(timestamp="yesterday"), "timestamp"),
+        (beat(metrics={"cpu_percent": -1}), "metrics"),
+        (beat(metrics={"cpu_percent": 100.1}), "metrics"),
+        (beat(metrics={"memory_total_mb": -5}), "metrics"),
+        (beat(metrics={"network_rx_bytes": 2**63}), "metrics"),
+        (beat(metrics={"uptime_seconds": 1.5}), "metrics"),
+        (beat(metrics="lots"), "metrics"),
+        (beat(os_info={"architecture": "x" * 21}), "os_info"),
+        (beat(metrics_port=0), "metrics_port"),
+        (beat(metrics_port=70000), "metrics_port"),
+    ],
+)
+def test_invalid_heartbeat_is_422_and_stores_nothing(client, auth, body, field):
+    response = post(client, auth, body)
+    assert response.status_code == 422
+    assert field in response.json["errors"]
+    assert Server.select().count() == 0
+    assert MetricsSample.select().count() == 0
+
+
+def test_unknown_fields_from_newer_agents_are_ignored(client, auth):
+    response = post(client, auth, beat(gpu={"count": 1}, metrics={"cpu_percent": 1, "gpu": 3}))
+    assert response.status_code == 200
+
+
+def test_last_seen_is_receive_time_not_agent_clock(client, auth):
+    post(client, auth, beat(timestamp="2001-01-01T00:00:00Z"))
+    assert Server.get_by_id("pi-1").last_seen > dt.datetime(2026, 1, 1)
+
+
+def test_last_seen_never_moves_backwards(app):
+    now = utcnow()
+    fleet.ingest_heartbeat(beat(timestamp=now), now=now)
+    fleet.ingest_heartbeat(beat(timestamp=now), now=now - dt.timedelta(minutes=5))
+    assert Server.get_by_id("pi-1").last_seen == now
+
+
+def test_heartbeat_brings_offline_server_back_online_with_event(client, auth):
+    post(client, auth, beat())
+    fleet.mark_offline(60, now=utcnow() + dt.timedelta(minutes=5))
+    assert Server.get_by_id("pi-1").status == "offline"
+    post(client, auth, beat())
+    assert Server.get_by_id("pi-1").status == "online"
+    types = [
+        e["type"]
+        for e in client.get("/api/v1/events?server_id=pi-1", headers=auth.viewer).json["events"]
+    ]
+    assert types == ["status_changed", "status_changed", "server_registered"]
+
+
+def test_agent_key_bound_to_a_server_cannot_report_for_another(client, auth):
+    key, _ = create_key("agent", "pi-1-agent", server_id="pi-1")
+    assert post(client, auth, beat("pi-1"), headers={"X-API-Key": key}).status_code == 200
+    response = post(client, auth, beat("pi-2"), headers={"X-API-Key": key})
+    assert response.status_code == 403
+    assert response.json["code"] == "FORBIDDEN"
+    assert not Server.select().where(Server.id == "pi-2").exists()
+
+
+def test_heartbeat_counter_in_metrics(client, auth):
+    post(client, auth, beat())
+    post(client, auth, beat())
+    text = client.get("/metrics").data.decode()
+    assert "homelab_heartbeats_received_total 2.0" in text
+    assert 'homelab_servers{status="online"} 1.0' in text
+    assert 'homelab_server_last_seen_timestamp_seconds{server_id="pi-1"}' in text
