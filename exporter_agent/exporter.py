@@ -33,11 +33,13 @@ class AgentCollector:
         version: str,
         heartbeat: HeartbeatState | None = None,
         timer: Callable[[], float] = time.perf_counter,
+        python_version: str = platform.python_version(),
     ) -> None:
         self._collectors = dict(collectors)
         self._version = version
         self._heartbeat = heartbeat
         self._timer = timer
+        self._python_version = python_version
         self._failing: set[str] = set()
 
     def collect(self) -> Iterator[Metric]:
@@ -82,7 +84,7 @@ class AgentCollector:
             "A metric with a constant '1' value labeled by the agent's version and Python version.",
             labels=("version", "pythonversion"),
         )
-        build.add_metric((self._version, platform.python_version()), 1)
+        build.add_metric((self._version, self._python_version), 1)
         yield build
         if self._heartbeat is None:
             return

@@ -5,7 +5,9 @@ the agent's settings and generates the ``--collector.NAME`` / ``--no-collector.N
 Names follow node_exporter's collectors so the same flags mean the same thing.
 """
 
-from collections.abc import Callable, Iterable
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -27,7 +29,7 @@ from exporter_agent.collectors.netdev import DEFAULT_DEVICE_EXCLUDE as NET_EXCLU
 from exporter_agent.collectors.netdev import NetdevCollector
 from exporter_agent.collectors.os_release import OsCollector
 from exporter_agent.collectors.stat import StatCollector
-from exporter_agent.collectors.systemd import SystemdCollector
+from exporter_agent.collectors.systemd import SystemdCollector, run_systemctl, systemd_booted
 from exporter_agent.collectors.uname import UnameCollector
 from exporter_agent.collectors.util import DeviceFilter
 
@@ -41,7 +43,11 @@ class Collector(Protocol):
 
 @dataclass(frozen=True)
 class CollectorOptions:
-    """Where collectors read from and what they filter: the agent's collector settings."""
+    """Where collectors read from and what they filter.
+
+    The paths and the callables (statvfs, uname, clock, systemctl) are the data sources; tests
+    point them at a recorded snapshot.
+    """
 
     procfs: str = "/proc"
     sysfs: str = "/sys"
@@ -52,6 +58,12 @@ class CollectorOptions:
     diskstats_device_exclude: str = DISK_EXCLUDE
     netdev_device_exclude: str = NET_EXCLUDE
     systemd_units: tuple[str, ...] = field(default_factory=tuple)
+    statvfs: Callable[[str], os.statvfs_result] = os.statvfs
+    uname: Callable[[], os.uname_result] = os.uname
+    clock: Callable[[], float] = time.time
+    localtime: Callable[[float], time.struct_time] = time.localtime
+    systemctl: Callable[[Sequence[str]], str] = run_systemctl
+    systemd_booted: Callable[[], bool] = systemd_booted
 
 
 @dataclass(frozen=True)
@@ -81,6 +93,7 @@ COLLECTORS: tuple[CollectorSpec, ...] = (
         lambda o: FilesystemCollector(
             o.procfs,
             o.rootfs,
+            o.statvfs,
             mount_points_exclude=o.mount_points_exclude,
             fs_types_exclude=o.fs_types_exclude,
         ),
@@ -102,10 +115,17 @@ COLLECTORS: tuple[CollectorSpec, ...] = (
         "systemd",
         True,
         "state of the units listed with --collector.systemd.units",
-        lambda o: SystemdCollector(o.systemd_units),
+        lambda o: SystemdCollector(o.systemd_units, o.systemctl, o.systemd_booted),
     ),
-    CollectorSpec("time", True, "system time and time zone", lambda o: TimeCollector(o.sysfs)),
-    CollectorSpec("uname", True, "uname(2) information", lambda o: UnameCollector(o.procfs)),
+    CollectorSpec(
+        "time",
+        True,
+        "system time and time zone",
+        lambda o: TimeCollector(o.sysfs, o.clock, o.localtime),
+    ),
+    CollectorSpec(
+        "uname", True, "uname(2) information", lambda o: UnameCollector(o.procfs, o.uname)
+    ),
 )
 
 
