@@ -93,9 +93,15 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
+    with running_sshd(tmp_path_factory.mktemp("sshd")) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def running_sshd(workdir: Path) -> Iterator[SshServer]:
+    """Run sshd with keys and config in `workdir` until the block ends (tests and benchmarks)."""
     # sshd refuses to start without its privilege separation directory.
     Path("/run/sshd").mkdir(parents=True, exist_ok=True)
-    workdir = tmp_path_factory.mktemp("sshd")
     host_pub = _keygen(workdir / "host_ed25519")
     client_key = workdir / "client_ed25519"
     _keygen(client_key)
