@@ -41,9 +41,15 @@ def test_keys_create_list_revoke(tmp_path):
 
     with LiveControl(tmp_path) as live:
         headers = {"X-API-Key": key}
-        assert requests.get(live.url + "/api/v1/servers", headers=headers).status_code == 200
+        assert (
+            requests.get(live.url + "/api/v1/servers", headers=headers, timeout=10).status_code
+            == 200
+        )
         assert control(tmp_path, "keys", "revoke", "grafana").returncode == 0
-        assert requests.get(live.url + "/api/v1/servers", headers=headers).status_code == 401
+        assert (
+            requests.get(live.url + "/api/v1/servers", headers=headers, timeout=10).status_code
+            == 401
+        )
     assert "revoked" in control(tmp_path, "keys", "list").stdout
 
 

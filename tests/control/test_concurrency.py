@@ -47,14 +47,14 @@ def test_parallel_heartbeats_lose_nothing(tmp_path, database_url):
         assert errors == []
 
         headers = {"X-API-Key": "ok"}
-        servers = requests.get(live.url + "/api/v1/servers", headers=headers).json()
+        servers = requests.get(live.url + "/api/v1/servers", headers=headers, timeout=10).json()
         assert servers["total"] == THREADS // 2 + 1
         assert {s["status"] for s in servers["servers"]} == {"online"}
         registered = requests.get(
-            live.url + "/api/v1/events?type=server_registered", headers=headers
+            live.url + "/api/v1/events?type=server_registered", headers=headers, timeout=10
         ).json()
         assert registered["total"] == THREADS // 2 + 1  # the shared id registered exactly once
-        metrics = requests.get(live.url + "/metrics").text
+        metrics = requests.get(live.url + "/metrics", timeout=10).text
         assert f"homelab_heartbeats_received_total {THREADS * BEATS_PER_THREAD}.0" in metrics
 
     from control import db
