@@ -122,3 +122,17 @@ def test_config_file_is_read(tmp_path):
     result = control(tmp_path, "serve", config=str(config))
     assert result.returncode == 2
     assert "HOMELAB_OFFLINE_AFTER" in result.stderr
+
+
+def test_wsgi_module_builds_the_app_from_the_environment(tmp_path):
+    script = (
+        "import control.wsgi as w; c = w.app.test_client(); "
+        "print(c.get('/health').status_code, "
+        "c.get('/api/v1/servers', headers={'X-API-Key': 'wk'}).status_code)"
+    )
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("HOMELAB_")}
+    environment.update(HOMELAB_DATA_DIR=str(tmp_path), HOMELAB_VIEWER_KEY="wk")
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=environment, capture_output=True, text=True, timeout=60
+    )
+    assert result.stdout.split() == ["200", "200"], result.stderr
