@@ -87,8 +87,7 @@ def run(settings: Settings, stop: threading.Event) -> int:
         heartbeat.start()
     else:
         log.info("no --control-url: exporter-only mode, no heartbeats")
-    while not stop.wait(1.0):
-        pass
+    stop.wait()
     log.info("stopping")
     server.shutdown()
     server.server_close()

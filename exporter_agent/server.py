@@ -22,6 +22,8 @@ LANDING_PAGE = b"""<!DOCTYPE html>
 </body></html>
 """
 REQUEST_TIMEOUT_SECONDS = 30
+# How often serve_forever checks for shutdown: bounds how long SIGTERM takes to stop serving.
+SHUTDOWN_POLL_SECONDS = 0.1
 
 StartResponse = Callable[..., object]
 
@@ -144,6 +146,8 @@ def serve(
         tls_context = context
 
     server = make_server(address, port, app, _Server, handler_class=_QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, args=(SHUTDOWN_POLL_SECONDS,), name="http", daemon=True
+    )
     thread.start()
     return server, thread

@@ -1,4 +1,4 @@
-"""End-to-end exposition test, like node_exporter's: collectors on a recorded snapshot vs a golden file.
+"""End-to-end exposition test like node_exporter's: a recorded snapshot against a golden file.
 
 Regenerate the golden file after an intended change with:
 

@@ -37,10 +37,20 @@ INVALID = (
     },
 )
 METRIC_KEYS = {
-    "cpu_percent", "memory_percent", "memory_total_mb", "memory_used_mb", "disk_percent",
-    "disk_total_gb", "disk_used_gb", "network_rx_bytes", "network_tx_bytes", "load_1m",
-    "load_5m", "load_15m", "uptime_seconds",
-}  # fmt: skip
+    "cpu_percent",
+    "memory_percent",
+    "memory_total_mb",
+    "memory_used_mb",
+    "disk_percent",
+    "disk_total_gb",
+    "disk_used_gb",
+    "network_rx_bytes",
+    "network_tx_bytes",
+    "load_1m",
+    "load_5m",
+    "load_15m",
+    "uptime_seconds",
+}
 
 
 class FakeControl:
@@ -59,7 +69,7 @@ class FakeControl:
                         "path": self.path,
                         "headers": {k.lower(): v for k, v in self.headers.items()},
                         "body": json.loads(self.rfile.read(length)),
-                    }  # fmt: skip
+                    }
                 )
                 status, body, *extra = fake.script.pop(0) if fake.script else OK
                 raw = json.dumps(body).encode()
@@ -101,7 +111,7 @@ def sample_payload() -> dict:
             "version": "12",
             "kernel": "6.1.0",
             "architecture": "x86_64",
-        },  # fmt: skip
+        },
         metrics=dict.fromkeys(METRIC_KEYS, 1),
         agent_version="1.2.3",
         metrics_port=9100,
@@ -125,8 +135,15 @@ def test_heartbeat_posts_seed_001_payload_with_agent_key(control):
     assert request["headers"]["content-type"] == "application/json"
     body = request["body"]
     assert body["timestamp"] == "2026-01-18T10:30:00Z"
-    assert set(body) == {"server_id", "hostname", "timestamp", "os_info", "metrics",
-                         "agent_version", "metrics_port"}  # fmt: skip
+    assert set(body) == {
+        "server_id",
+        "hostname",
+        "timestamp",
+        "os_info",
+        "metrics",
+        "agent_version",
+        "metrics_port",
+    }
     assert set(body["os_info"]) == {"distribution", "version", "kernel", "architecture"}
     assert set(body["metrics"]) == METRIC_KEYS
 
@@ -140,8 +157,13 @@ def test_real_summary_has_seed_types_and_ranges():
     metrics = Summary(psutil).metrics()
     assert set(metrics) == METRIC_KEYS
     assert all(value is not None for value in metrics.values()), metrics
-    for key in ("memory_total_mb", "memory_used_mb", "network_rx_bytes", "network_tx_bytes",
-                "uptime_seconds"):  # fmt: skip
+    for key in (
+        "memory_total_mb",
+        "memory_used_mb",
+        "network_rx_bytes",
+        "network_tx_bytes",
+        "uptime_seconds",
+    ):
         assert isinstance(metrics[key], int) and metrics[key] >= 0, key
     for key in ("cpu_percent", "memory_percent", "disk_percent"):
         assert 0 <= metrics[key] <= 100, key
@@ -174,7 +196,7 @@ def test_summary_field_whose_source_fails_is_null():
         ("--x--", "x"),
         ("ÄÖ", "localhost"),
         ("a" * 150, "a" * 100),
-    ],  # fmt: skip
+    ],
 )
 def test_default_server_id_is_slugged_hostname(hostname, expected):
     server_id = default_server_id(hostname)
@@ -215,7 +237,7 @@ def test_connection_refused_backs_off_and_metrics_show_failure():
 def test_recovers_after_outage_and_resets_backoff(control, caplog):
     caplog.set_level(logging.INFO, logger="exporter_agent.heartbeat")
     control.script = [UNAVAILABLE, UNAVAILABLE, UNAVAILABLE, OK, UNAVAILABLE]
-    loop, state = make_loop(HttpSender(control.url, "k", "ua"), interval=60.0)
+    loop, _ = make_loop(HttpSender(control.url, "k", "ua"), interval=60.0)
     delays = [loop.run_once() for _ in range(5)]
     assert delays == [1, 2, 4, 60, 1]
     assert any("accepted again after 3 failed attempts" in r.message for r in caplog.records)
