@@ -1,0 +1,100 @@
+"""The real agent heartbeating to a real `homelab-control serve` (SQLite in a temp dir)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import sys
+
+import pytest
+
+from tests.agent.conftest import REPO, agent_env, http_get
+from tests.helpers import free_port, wait_until
+from tests.live import LiveControl
+
+pytestmark = pytest.mark.integration
+
+SERVER_ID = "live-box"
+
+
+@pytest.fixture
+def keys():
+    return {"agent": secrets.token_urlsafe(24), "operator": secrets.token_urlsafe(24)}
+
+
+@pytest.fixture
+def control(tmp_path, keys):
+    live = LiveControl(
+        tmp_path / "control", port=free_port(), agent_key=keys["agent"],
+        operator_key=keys["operator"],
+    )  # fmt: skip
+    (tmp_path / "control").mkdir()
+    live.start()
+    yield live
+    live.stop()
+
+
+def server(control, keys, server_id=SERVER_ID):
+    """GET /api/v1/servers/{id} as operator: (status, JSON body)."""
+    status, _, body = http_get(
+        f"{control.url}/api/v1/servers/{server_id}", {"X-API-Key": keys["operator"]}
+    )
+    return status, json.loads(body)
+
+
+def heartbeat_agent(start_agent, control, key, *args):
+    return start_agent(
+        "--control-url", control.url, "--server-id", SERVER_ID, "--interval", "1",
+        "--backoff-cap", "1", *args, env=agent_env(HOMELAB_API_KEY=key),
+    )  # fmt: skip
+
+
+def test_agent_registers_and_goes_online(start_agent, control, keys):
+    agent = heartbeat_agent(start_agent, control, keys["agent"])
+    wait_until(lambda: server(control, keys)[0] == 200)
+    _, body = server(control, keys)
+    assert body["status"] == "online"
+    assert body["metrics_port"] == agent.port
+    assert body["agent_version"]
+    assert body["kernel_version"] and body["architecture"]
+    assert body["latest_metrics"]["memory_total_mb"] > 0
+    assert "newly registered: True" in agent.log()
+    metrics = http_get(agent.url + "/metrics")[2].decode()
+    assert "homelab_agent_heartbeat_success 1.0" in metrics
+
+
+def test_agent_survives_control_restart(start_agent, control, keys):
+    agent = heartbeat_agent(start_agent, control, keys["agent"])
+    wait_until(lambda: server(control, keys)[0] == 200)
+    control.stop()
+    wait_until(lambda: "control unavailable" in agent.log())
+    assert http_get(agent.url + "/metrics")[0] == 200, "/metrics must serve during the outage"
+    control.start()
+    before = server(control, keys)[1]["last_seen"]
+    # Retries wait at most --backoff-cap (1 s) each, so the agent is back within seconds.
+    wait_until(lambda: "heartbeat accepted again" in agent.log())
+    wait_until(lambda: server(control, keys)[1]["last_seen"] != before)
+    assert server(control, keys)[1]["status"] == "online"
+
+
+def test_wrong_key_is_logged_clearly_once(start_agent, control, keys):
+    agent = heartbeat_agent(start_agent, control, "not-the-agent-key", "--log-level", "debug")
+    wait_until(lambda: agent.log().count("heartbeat: unauthorized 401") >= 2)
+    assert agent.log().count("control rejected the API key (HTTP 401") == 1
+    assert "not-the-agent-key" not in agent.log()
+    assert server(control, keys)[0] == 404
+    assert "homelab_agent_heartbeat_success 0.0" in http_get(agent.url + "/metrics")[2].decode()
+
+
+def test_key_bound_to_another_server_is_refused_with_403(start_agent, control, keys):
+    created = subprocess.run(
+        [sys.executable, "-m", "control.cli", "keys", "create", "--scope", "agent",
+         "--server-id", "other-box"],
+        capture_output=True, text=True, env=control.env, cwd=REPO, timeout=60, check=True,
+    )  # fmt: skip
+    bound_key = created.stdout.strip()
+    agent = heartbeat_agent(start_agent, control, bound_key)
+    wait_until(lambda: "HTTP 403" in agent.log())
+    assert "bound to another server" in agent.log()
+    assert server(control, keys)[0] == 404
