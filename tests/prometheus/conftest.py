@@ -48,3 +48,51 @@ def docker_compose() -> str:
 def repo():
     """The repository root."""
     return REPO
+
+
+AGENT_LABELS = {
+    "server_id": "web-1",
+    "hostname": "web-1",
+    "display_name": "Web 1",
+    "status": "online",
+    "is_paused": "false",
+}
+
+
+@pytest.fixture(scope="session")
+def live_stack(prometheus_bin, tmp_path_factory):
+    """The real Prometheus with the repo's config and rules, 1 s intervals, scraping a fake
+    control (its /metrics and http_sd) and one fake agent, warmed up until rates, rules and
+    alerts have data."""
+    from tests.helpers import wait_until
+    from tests.prometheus.harness import FakeControl, Prometheus, prometheus_config
+
+    tmp = tmp_path_factory.mktemp("prometheus")
+    agent = FakeControl(metrics_fixture="agent.prom").start()
+    control = FakeControl(viewer_key="live-viewer-key").start()
+    control.targets = [{"targets": [agent.address], "labels": AGENT_LABELS}]
+    config = prometheus_config(
+        tmp, control=control.address, viewer_key=control.viewer_key, interval="1s"
+    )
+    prom = Prometheus(prometheus_bin, config, tmp)
+
+    def has(expr: str) -> bool:
+        response = prom.query(expr)
+        return response.status_code == 200 and bool(response.json()["data"]["result"])
+
+    def rules_evaluated() -> bool:
+        rules = [r for g in prom.api("rules")["groups"] for r in g["rules"]]
+        return bool(rules) and all(r["health"] != "unknown" for r in rules)
+
+    try:
+        wait_until(lambda: has('count(rate(node_cpu_seconds_total{job="homelab-agents"}[1m]))'))
+        wait_until(
+            lambda: has('rate(homelab_heartbeats_received_total{job="homelab-control"}[1m])')
+        )
+        wait_until(rules_evaluated)
+        wait_until(lambda: has('ALERTS{alertname="SystemdServiceFailed"}'))
+        yield prom, control, agent
+    finally:
+        prom.stop()
+        agent.stop()
+        control.stop()

@@ -1,0 +1,67 @@
+"""The repo's prometheus.yml and rules in the real Prometheus: discovery through control's
+http_sd with the viewer key from a credentials file, the scheduler label fix, and rules that
+evaluate cleanly and stay quiet on a healthy host."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.prometheus.conftest import AGENT_LABELS
+from tests.prometheus.files import alert_rules
+
+pytestmark = pytest.mark.integration
+
+
+def _result(prom, expr: str) -> list[dict]:
+    response = prom.query(expr)
+    assert response.status_code == 200, response.text
+    return response.json()["data"]["result"]
+
+
+def test_http_sd_is_called_with_the_viewer_key_from_the_credentials_file(live_stack):
+    _, control, _ = live_stack
+    assert control.sd_requests
+    assert {r["authorization"] for r in control.sd_requests} == {f"Bearer {control.viewer_key}"}
+
+
+def test_discovered_agent_is_scraped_with_controls_labels(live_stack):
+    prom, _, agent = live_stack
+    targets = [
+        t for t in prom.api("targets")["activeTargets"] if t["labels"]["job"] == "homelab-agents"
+    ]
+    assert [t["labels"]["instance"] for t in targets] == [agent.address]
+    assert targets[0]["health"] == "up"
+    assert AGENT_LABELS.items() <= targets[0]["labels"].items()
+
+
+def test_node_load1_has_data_for_the_discovered_server(live_stack):
+    prom, _, _ = live_stack
+    (sample,) = _result(prom, 'node_load1{server_id="web-1"}')
+    assert float(sample["value"][1]) == pytest.approx(0.42)
+
+
+def test_control_scheduler_job_label_is_kept_as_scheduler_job(live_stack):
+    prom, _, _ = live_stack
+    series = _result(prom, "homelab_scheduler_last_run_timestamp_seconds")
+    assert {s["metric"]["scheduler_job"] for s in series} == {"offline_check", "retention"}
+    assert all(s["metric"]["job"] == "homelab-control" for s in series)
+    assert not any("exported_job" in s["metric"] for s in series)
+
+
+def test_every_rule_is_loaded_and_evaluates_without_error(live_stack):
+    prom, _, _ = live_stack
+    rules = [r for g in prom.api("rules")["groups"] for r in g["rules"]]
+    assert sorted(r["name"] for r in rules) == sorted(r["alert"] for _, r in alert_rules())
+    assert [(r["name"], r.get("lastError")) for r in rules if r["health"] != "ok"] == []
+
+
+def test_only_the_failed_unit_alerts_on_the_fixture_host(live_stack):
+    """The fixture is healthy except nginx.service failed: nothing else may be pending."""
+    prom, _, _ = live_stack
+    alerts = _result(prom, "ALERTS")
+    assert [(a["metric"]["alertname"], a["metric"].get("name")) for a in alerts] == [
+        ("SystemdServiceFailed", "nginx.service")
+    ]
+    labels = alerts[0]["metric"]
+    assert labels["server_id"] == "web-1"
+    assert labels["severity"] == "warning"
