@@ -1,14 +1,18 @@
 """alertmanager.yml: valid for the real amtool, and the real Alertmanager delivers to control's
-webhook with the operator key, firing and resolved, with critical inhibiting warning."""
+webhook with the operator key, firing and resolved, with critical inhibiting warning.
+
+`fixtures/alertmanager/{firing,resolved}.json` are payloads recorded from the real Alertmanager
+with this config (for control's webhook tests); the live test checks they keep its shape."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 
 from tests.helpers import wait_until
-from tests.prometheus.files import ALERTMANAGER_YML, load_yaml, run
+from tests.prometheus.files import ALERTMANAGER_YML, FIXTURES, load_yaml, run
 from tests.prometheus.harness import Alertmanager, FakeControl, alertmanager_config
 
 OPERATOR_KEY = "am-operator-key"
@@ -87,6 +91,9 @@ def test_alertmanager_posts_firing_then_resolved_v4_payload_with_operator_bearer
     assert alert["labels"]["server_id"] == "web-1"
     assert alert["fingerprint"]
     assert payload["groupLabels"] == {"alertname": "SystemdServiceFailed", "server_id": "web-1"}
+    recorded = json.loads((FIXTURES / "alertmanager" / "firing.json").read_text())
+    assert payload.keys() == recorded.keys()
+    assert alert.keys() == recorded["alerts"][0].keys()
 
     ended = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
     am.post_alerts([_alert("SystemdServiceFailed", ends=ended, **labels)])
@@ -96,6 +103,14 @@ def test_alertmanager_posts_firing_then_resolved_v4_payload_with_operator_bearer
     (alert_resolved,) = resolved[0]["payload"]["alerts"]
     assert alert_resolved["fingerprint"] == alert["fingerprint"]
     assert alert_resolved["status"] == "resolved"
+    recorded = json.loads((FIXTURES / "alertmanager" / "resolved.json").read_text())
+    assert resolved[0]["payload"].keys() == recorded.keys()
+    assert (
+        recorded["alerts"][0]["fingerprint"]
+        == json.loads((FIXTURES / "alertmanager" / "firing.json").read_text())["alerts"][0][
+            "fingerprint"
+        ]
+    )
 
 
 @pytest.mark.integration
