@@ -124,3 +124,13 @@ def test_tls_rejects_plain_http_and_keeps_serving(registry, start_server, self_s
         f"https://127.0.0.1:{port}/", context=client, timeout=5
     ) as response:
         assert response.status == 200
+
+
+def test_text_format_even_when_openmetrics_is_preferred(registry, start_server):
+    """Like node_exporter's default: Prometheus' OpenMetrics-first Accept still gets text 0.0.4."""
+    port = start_server(make_app(registry))
+    accept = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+    status, headers, body = http_get(f"http://127.0.0.1:{port}/metrics", {"Accept": accept})
+    assert status == 200
+    assert headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    assert b"# EOF" not in body

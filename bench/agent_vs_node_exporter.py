@@ -1,0 +1,241 @@
+"""Benchmark: homelab-agent vs prometheus-node-exporter on the same box, in the same run.
+
+Both exporters are started on 127.0.0.1 (free ports) and scraped alternately, one request
+each in turn, with the headers Prometheus 2.x sends (OpenMetrics preferred, gzip accepted)
+and a fresh connection per scrape. Prints, for each: median and p90 scrape latency, peak
+RSS, and CPU seconds (user + system of the exporter process) per 1,000 scrapes, plus the
+agent/node_exporter ratios and whether the goals hold (latency <= 1.0x, RSS <= 35 MB).
+
+    .venv/bin/python bench/agent_vs_node_exporter.py            # 1,000 scrapes each
+    .venv/bin/python bench/agent_vs_node_exporter.py --smoke    # a few seconds, for CI
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+REPO = Path(__file__).resolve().parents[1]
+NODE_EXPORTER = "/usr/bin/prometheus-node-exporter"
+PROMETHEUS_ACCEPT = (
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
+    "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+GOAL_LATENCY_RATIO = 1.0
+GOAL_RSS_MB = 35.0
+# node_exporter collectors that match the agent's default set (systemd is off without units).
+SAME_COLLECTORS = ("cpu", "diskstats", "filesystem", "hwmon", "loadavg", "meminfo", "netdev",
+                   "os", "stat", "time", "uname")  # fmt: skip
+
+
+def free_port() -> int:
+    """A currently unused TCP port on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds the process has used so far (from /proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def rss_mb(pid: int) -> float:
+    """Current resident set size in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+@dataclass
+class Target:
+    """One exporter process being benchmarked."""
+
+    name: str
+    argv: list[str]
+    port: int
+    env: dict | None = None
+    latencies: list[float] = field(default_factory=list)
+    peak_rss_mb: float = 0.0
+    cpu_start: float = 0.0
+    cpu_end: float = 0.0
+    process: subprocess.Popen | None = None
+    log: IO[bytes] | None = None
+
+    def start(self) -> None:
+        """Launch and wait (up to 30 s) until /metrics answers."""
+        # A log file, not a pipe: node_exporter logs failing collectors on every scrape and
+        # would block once an unread pipe fills up.
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            self.argv, env=self.env, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                self.log.seek(0)
+                raise SystemExit(f"{self.name} exited: {self.log.read().decode()}")
+            try:
+                self.scrape()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise SystemExit(f"{self.name} did not answer on port {self.port}")
+
+    def scrape(self) -> float:
+        """One Prometheus-like scrape on a fresh connection; returns seconds taken."""
+        start = time.perf_counter()
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            conn.request(
+                "GET", "/metrics", headers={"Accept": PROMETHEUS_ACCEPT, "Accept-Encoding": "gzip"}
+            )
+            response = conn.getresponse()
+            response.read()
+            if response.status != 200:
+                raise SystemExit(f"{self.name} answered {response.status}")
+        finally:
+            conn.close()
+        return time.perf_counter() - start
+
+    def sample_rss(self) -> None:
+        """Track the peak RSS seen so far."""
+        self.peak_rss_mb = max(self.peak_rss_mb, rss_mb(self.process.pid))
+
+    def stop(self) -> None:
+        """Terminate the process."""
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+        if self.log:
+            self.log.close()
+
+    def summary(self) -> dict:
+        """Median/p90 latency (ms), peak RSS (MB) and CPU seconds per 1,000 scrapes."""
+        ordered = sorted(self.latencies)
+        return {
+            "scrapes": len(ordered),
+            "median_ms": statistics.median(ordered) * 1000,
+            "p90_ms": ordered[int(0.9 * (len(ordered) - 1))] * 1000,
+            "peak_rss_mb": self.peak_rss_mb,
+            "cpu_s_per_1000": (self.cpu_end - self.cpu_start) / len(ordered) * 1000,
+        }
+
+
+def run(scrapes: int, warmup: int, node_exporter: str, same_collectors: bool = False) -> dict:
+    """Start both exporters, scrape them alternately, and return both summaries and ratios."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOMELAB_")}
+    env["PYTHONPATH"] = str(REPO)
+    agent_port, node_port = free_port(), free_port()
+    agent = Target("homelab-agent", [sys.executable, "-m", "exporter_agent", "--listen-address",
+                   "127.0.0.1", "--listen-port", str(agent_port)], agent_port, env)  # fmt: skip
+    node_argv = [node_exporter, f"--web.listen-address=127.0.0.1:{node_port}"]
+    if same_collectors:
+        node_argv += [
+            "--collector.disable-defaults",
+            *(f"--collector.{c}" for c in SAME_COLLECTORS),
+        ]
+    node = Target("node_exporter", node_argv, node_port)
+    targets = (agent, node)
+    try:
+        for target in targets:
+            target.start()
+        for _ in range(warmup):
+            for target in targets:
+                target.scrape()
+        for target in targets:
+            target.cpu_start = cpu_seconds(target.process.pid)
+            target.sample_rss()
+        for i in range(scrapes):
+            # Alternate which one goes first so neither always runs on a warmer cache.
+            for target in targets if i % 2 == 0 else reversed(targets):
+                target.latencies.append(target.scrape())
+            if i % 50 == 0:
+                for target in targets:
+                    target.sample_rss()
+        for target in targets:
+            target.cpu_end = cpu_seconds(target.process.pid)
+            target.sample_rss()
+    finally:
+        for target in targets:
+            target.stop()
+    a, n = agent.summary(), node.summary()
+    ratios = {key: a[key] / n[key] if n[key] else float("inf") for key in a if key != "scrapes"}
+    return {
+        "agent": a,
+        "node_exporter": n,
+        "ratio": ratios,
+        "goals": {
+            "latency_ratio_le_1": ratios["median_ms"] <= GOAL_LATENCY_RATIO,
+            "agent_rss_le_35mb": a["peak_rss_mb"] <= GOAL_RSS_MB,
+        },
+        "node_exporter_collectors": "same as agent" if same_collectors else "defaults",
+        "cpus": os.cpu_count(),
+        "python": sys.version.split()[0],
+    }
+
+
+def print_table(result: dict) -> None:
+    """Human-readable report."""
+    rows = (
+        ("median scrape latency (ms)", "median_ms", "{:.2f}"),
+        ("p90 scrape latency (ms)", "p90_ms", "{:.2f}"),
+        ("peak RSS (MB)", "peak_rss_mb", "{:.1f}"),
+        ("CPU seconds / 1,000 scrapes", "cpu_s_per_1000", "{:.2f}"),
+    )
+    a, n, r = result["agent"], result["node_exporter"], result["ratio"]
+    print(f"{a['scrapes']} alternating scrapes each, {result['cpus']} CPUs, "
+          f"Python {result['python']}, node_exporter collectors: "
+          f"{result['node_exporter_collectors']}")  # fmt: skip
+    print(f"{'':30} {'agent':>10} {'node_exp':>10} {'ratio':>8}")
+    for label, key, fmt in rows:
+        print(f"{label:30} {fmt.format(a[key]):>10} {fmt.format(n[key]):>10} {r[key]:>7.2f}x")
+    for goal, met in result["goals"].items():
+        print(f"goal {goal}: {'met' if met else 'NOT met'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scrapes", type=int, default=1000, help="scrapes per exporter")
+    parser.add_argument("--warmup", type=int, default=20, help="unmeasured scrapes first")
+    parser.add_argument("--smoke", action="store_true", help="30 scrapes: checks it runs")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--node-exporter", default=NODE_EXPORTER, help="node_exporter binary")
+    parser.add_argument(
+        "--same-collectors",
+        action="store_true",
+        help="run node_exporter with only the collectors the agent has (default: its defaults)",
+    )
+    args = parser.parse_args(argv)
+    binary = args.node_exporter if os.access(args.node_exporter, os.X_OK) else None
+    binary = binary or shutil.which("prometheus-node-exporter") or shutil.which("node_exporter")
+    if not binary:
+        print("node_exporter not found (apt install prometheus-node-exporter)", file=sys.stderr)
+        return 2
+    scrapes, warmup = (30, 3) if args.smoke else (args.scrapes, args.warmup)
+    result = run(scrapes, warmup, binary, args.same_collectors)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print_table(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
