@@ -32,6 +32,8 @@ def _heartbeat_loop(settings: Settings, state: HeartbeatState, version: str) -> 
         context = ssl.create_default_context(cafile=settings.control_ca_file)
     sender = HttpSender(settings.control_url, settings.api_key, f"homelab-agent/{version}",
                         context=context)  # fmt: skip
+    # In a container with the host's /proc mounted elsewhere, psutil must read that one.
+    psutil.PROCFS_PATH = settings.collector_options.procfs
     summary = Summary(psutil, disk_path=settings.collector_options.rootfs)
     info = os_info(rootfs=settings.collector_options.rootfs)
 

@@ -47,7 +47,10 @@ class Option:
 
 def _positive(kind: Callable[[str], float], low: float, high: float) -> Callable[[str], Any]:
     def convert(text: str) -> Any:
-        value = kind(text)
+        try:
+            value = kind(text)
+        except ValueError:
+            raise ValueError(f"expected {'an integer' if kind is int else 'a number'}") from None
         if not low <= value <= high:
             raise ValueError(f"must be between {low:g} and {high:g}")
         return value
