@@ -222,7 +222,15 @@ class HeartbeatLoop:
     def run(self, wait: Callable[[float], bool]) -> None:
         """Loop until ``wait(delay)`` returns True (e.g. ``threading.Event.wait``)."""
         while True:
-            if wait(self.run_once()):
+            try:
+                delay = self.run_once()
+            except Exception:
+                # A bug in payload building must not silence the box forever: log it with its
+                # traceback and retry like an outage.
+                self._log.exception("heartbeat failed unexpectedly; retrying")
+                self._state.record(False, self._clock())
+                delay = self._backoff.next_delay()
+            if wait(delay):
                 return
 
     def _report(self, result: Result) -> None:

@@ -302,3 +302,28 @@ def test_run_sends_first_heartbeat_at_once_and_stops_when_told(control):
     loop.run(wait)
     assert len(control.requests) == 2
     assert waits == [60.0, 60.0]
+
+
+def test_unexpected_error_does_not_stop_the_loop(control, caplog):
+    calls = []
+
+    def flaky_payload():
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("bug while building the payload")
+        return sample_payload()
+
+    state = HeartbeatState()
+    loop = HeartbeatLoop(
+        HttpSender(control.url, "k", "ua"),
+        flaky_payload,
+        60.0,
+        Backoff(1.0, 30.0, lambda: 1.0),
+        state,
+        lambda: 5.0,
+    )
+    waits = []
+    loop.run(lambda delay: waits.append(delay) or len(waits) == 2)
+    assert waits == [1.0, 60.0]
+    assert state.snapshot() == (True, 5.0)
+    assert "heartbeat failed unexpectedly" in caplog.text
