@@ -20,7 +20,9 @@ def parse_meminfo(text: str) -> dict[str, float]:
             continue
         if len(parts) not in (2, 3) or not parts[0].endswith(":"):
             raise ValueError(f"malformed /proc/meminfo line: {line!r}")
-        key = _PARENS.sub(r"_\1", parts[0][:-1])
+        key = parts[0][:-1]
+        if "(" in key:
+            key = _PARENS.sub(r"_\1", key)
         value = float(parts[1])
         if len(parts) == 3:
             # node_exporter presumes the unit is kB.
