@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
@@ -13,6 +14,8 @@ from control import api, db, migrations
 from control.config import Settings, load_settings
 from control.keys import KeyRing
 from control.metrics import ControlMetrics
+from control.ratelimit import KeyRateLimiter
+from control.remediation import Remediation
 
 
 def package_version() -> str:
@@ -31,6 +34,10 @@ class ControlContext:
     keyring: KeyRing
     metrics: ControlMetrics
     version: str
+    remediation: Remediation
+    rate_limiter: KeyRateLimiter
+    # Set by `serve` to the in-process dispatcher's wake(); a no-op when none runs here.
+    wake: Callable[[], None] = field(default=lambda: None)
 
 
 def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
@@ -46,11 +53,14 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     app = Flask("control")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
     app.json.sort_keys = False
+    metrics = ControlMetrics()
     app.extensions["homelab"] = ControlContext(
         settings=settings,
         keyring=KeyRing(settings.operator_key, settings.agent_key, settings.viewer_key),
-        metrics=ControlMetrics(),
+        metrics=metrics,
         version=package_version(),
+        remediation=Remediation(settings, observe=metrics.observe_command),
+        rate_limiter=KeyRateLimiter(settings.rate_limit),
     )
     api.init_app(app)
     _install_request_hooks(app)

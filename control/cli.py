@@ -105,8 +105,12 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         if exc.errno == errno.EADDRINUSE:
             raise ConfigError(f"port {args.port} on {args.host} is already in use") from None
         raise ConfigError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
-    scheduler = None if args.no_scheduler else ControlScheduler(settings)
-    if scheduler:
+    context = app.extensions["homelab"]
+    scheduler = None
+    if not args.no_scheduler:
+        # One SSH pool per process: the dispatcher shares the API's.
+        scheduler = ControlScheduler(settings, remediation=context.remediation)
+        context.wake = scheduler.dispatcher.wake
         scheduler.start()
     thread = threading.Thread(target=server.run, name="waitress", daemon=True)
     thread.start()

@@ -34,6 +34,8 @@ class Settings:
     ssh_key_file: str = ""
     ssh_known_hosts: str = ""
     command_timeout: int = 30
+    ssh_connect_timeout: int = 10
+    dispatch_workers: int = 4
     rate_limit: int = 10
     electricity_price: float = 0.30
     currency: str = "EUR"
@@ -62,6 +64,8 @@ _POSITIVE = {
     "offline_check_interval",
     "metrics_retention_days",
     "command_timeout",
+    "ssh_connect_timeout",
+    "dispatch_workers",
     "rate_limit",
     "max_content_length",
 }

@@ -62,6 +62,12 @@ class CommandNotAllowed(ControlError):
     status, code = 403, "COMMAND_NOT_ALLOWED"
 
 
+class ExecuteNotAllowed(CommandNotAllowed):
+    """A synchronous command outside the whitelist: 400, as the execute contract says."""
+
+    status = 400
+
+
 class RateLimited(ControlError):
     """Too many calls for this API key; `headers` carries Retry-After."""
 

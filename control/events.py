@@ -18,6 +18,14 @@ class EventType:
     SERVER_UPDATED = "server_updated"
     SERVER_DELETED = "server_deleted"
     STATUS_CHANGED = "status_changed"
+    SERVER_PAUSED = "server_paused"
+    SERVER_UNPAUSED = "server_unpaused"
+    ACTION_CREATED = "action_created"
+    ACTION_APPROVED = "action_approved"
+    ACTION_REJECTED = "action_rejected"
+    ACTION_STARTED = "action_started"
+    ACTION_COMPLETED = "action_completed"
+    ACTION_FAILED = "action_failed"
 
 
 def record(

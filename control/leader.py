@@ -7,6 +7,9 @@ the holder runs the job. A crashed leader is replaced once its lease expires.
 from __future__ import annotations
 
 import datetime as dt
+import os
+import socket
+import uuid
 
 from control.db import write_transaction
 from control.models import JobRun, SchedulerLease, utcnow
@@ -14,20 +17,45 @@ from control.models import JobRun, SchedulerLease, utcnow
 LEASE_NAME = "scheduler"
 
 
+def make_holder() -> str:
+    """This process's identity in the lease: host, pid and a random suffix."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _dead_on_this_host(holder: str | None) -> bool:
+    """True when `holder` names a process on this host that no longer exists.
+
+    Lets a restarted control take over at once instead of waiting for its dead predecessor's
+    lease to expire; a holder on another host is only replaced by expiry.
+    """
+    host, _, rest = (holder or "").partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 def acquire(holder: str, ttl_seconds: int, now: dt.datetime | None = None) -> bool:
     """Take or renew the lease for `holder`; True when `holder` is now the leader."""
     now = now or utcnow()
     with write_transaction():
+        current = SchedulerLease.get_or_none(SchedulerLease.name == LEASE_NAME)
+        takeable = (
+            (SchedulerLease.holder == holder)
+            | SchedulerLease.holder.is_null()
+            | (SchedulerLease.expires_at < now)
+        )
+        if current and current.holder != holder and _dead_on_this_host(current.holder):
+            takeable |= SchedulerLease.holder == current.holder
         taken = (
             SchedulerLease.update(holder=holder, expires_at=now + dt.timedelta(seconds=ttl_seconds))
-            .where(
-                (SchedulerLease.name == LEASE_NAME)
-                & (
-                    (SchedulerLease.holder == holder)
-                    | SchedulerLease.holder.is_null()
-                    | (SchedulerLease.expires_at < now)
-                )
-            )
+            .where((SchedulerLease.name == LEASE_NAME) & takeable)
             .execute()
         )
     return taken == 1

@@ -15,7 +15,7 @@ import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from control import fleet
+from control import actions, fleet
 from control.models import JobRun, Server
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,12 @@ class FleetCollector:
             last_run.add_metric([job.job], _epoch(job.last_run_at))
         yield runs
         yield last_run
+        by_status = GaugeMetricFamily(
+            "homelab_actions", "Remediation actions by status.", labels=["status"]
+        )
+        for status, count in actions.count_by_status().items():
+            by_status.add_metric([status], count)
+        yield by_status
 
 
 class ControlMetrics:
@@ -95,4 +101,15 @@ class ControlMetrics:
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
         )
+        self.command_duration = Histogram(
+            "homelab_command_duration_seconds",
+            "Remote command duration, by action type.",
+            ["action_type", "source"],
+            registry=self.registry,
+            buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+        )
         self.registry.register(FleetCollector())
+
+    def observe_command(self, action_type: str, source: str, seconds: float) -> None:
+        """Record one remote command's duration (called by Remediation)."""
+        self.command_duration.labels(action_type, source).observe(seconds)

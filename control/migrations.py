@@ -14,9 +14,10 @@ from collections.abc import Callable
 
 import peewee as pw
 from playhouse.migrate import SchemaMigrator
+from playhouse.migrate import migrate as run_operations
 
 from control.db import db, is_sqlite, write_transaction
-from control.models import ALL_MODELS, BaseModel, SchedulerLease
+from control.models import ALL_MODELS, Action, AuditEntry, BaseModel, SchedulerLease
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +29,29 @@ class SchemaVersion(BaseModel):
     version = pw.IntegerField()
 
 
+# At most one open action per (server, type, parameters): the database enforces the 409, so two
+# concurrent identical requests cannot both slip past a check-then-insert. Raw SQL because the
+# partial index reads the same on SQLite and PostgreSQL.
+OPEN_ACTION_INDEX = (
+    "CREATE UNIQUE INDEX IF NOT EXISTS action_one_open ON action "
+    "(server_id, action_type, parameters) "
+    "WHERE status IN ('pending', 'approved', 'executing')"
+)
+
+
+def _v2_remediation(migrator: SchemaMigrator) -> None:
+    """Version 2: maintenance mode on servers, the action queue and the audit log."""
+    run_operations(
+        migrator.add_column("server", "is_paused", pw.BooleanField(default=False)),
+        migrator.add_column("server", "paused_at", pw.DateTimeField(null=True)),
+    )
+    db.create_tables([Action, AuditEntry], safe=True)
+    db.execute_sql(OPEN_ACTION_INDEX)
+
+
 # Each step takes a SchemaMigrator; step N brings version N-1 to version N.
-# Version 1 is the initial schema, created from the models.
-MIGRATIONS: list[Callable[[SchemaMigrator], None]] = []
+# Version 1 is the initial schema (servers, samples, events, keys, scheduler rows).
+MIGRATIONS: list[Callable[[SchemaMigrator], None]] = [_v2_remediation]
 LATEST_VERSION = 1 + len(MIGRATIONS)
 MIGRATION_LOCK_ID = 0x484F4D45  # arbitrary, constant: "HOME"
 
@@ -45,6 +66,7 @@ def migrate() -> int:
         row = SchemaVersion.get_or_none(SchemaVersion.id == 1)
         if row is None:
             db.create_tables(ALL_MODELS, safe=True)
+            db.execute_sql(OPEN_ACTION_INDEX)
             SchemaVersion.create(id=1, version=LATEST_VERSION)
             current = LATEST_VERSION
         else:

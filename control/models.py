@@ -49,6 +49,8 @@ class Server(BaseModel):
     agent_version = pw.CharField(max_length=50, null=True)
     metrics_port = pw.IntegerField(null=True)
     last_seen_address = pw.CharField(max_length=45, null=True)
+    is_paused = pw.BooleanField(default=False)  # maintenance mode: actions wait for approval
+    paused_at = pw.DateTimeField(null=True)
     # Points at the newest MetricsSample so the list view joins once instead of N+1 lookups.
     latest_sample_id = pw.BigIntegerField(null=True)
     last_seen = pw.DateTimeField(null=True)
@@ -147,6 +149,76 @@ class ApiKey(BaseModel):
     revoked_at = pw.DateTimeField(null=True)
 
 
+class ActionStatus:
+    """The values of `Action.status`: pending → approved → executing → completed | failed."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    EXECUTING = "executing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    ALL = (PENDING, APPROVED, EXECUTING, COMPLETED, FAILED, REJECTED)
+    OPEN = (PENDING, APPROVED, EXECUTING)
+
+
+class Action(BaseModel):
+    """A queued remediation: one whitelisted command for one server, through the approval gate."""
+
+    id = pw.BigAutoField()
+    server = pw.ForeignKeyField(Server, backref="actions", on_delete="CASCADE", index=False)
+    action_type = pw.CharField(max_length=64)
+    parameters = pw.TextField(default="{}")  # canonical JSON (sorted keys) for duplicate checks
+    command = pw.TextField()  # the quoted shell command it renders to, for operators to read
+    status = pw.CharField(max_length=16, default=ActionStatus.PENDING)
+    alert_id = pw.BigIntegerField(null=True)
+    created_by = pw.CharField(max_length=100)
+    created_at = pw.DateTimeField(default=utcnow)
+    approved_by = pw.CharField(max_length=100, null=True)
+    approved_at = pw.DateTimeField(null=True)
+    rejected_by = pw.CharField(max_length=100, null=True)
+    rejected_at = pw.DateTimeField(null=True)
+    rejection_reason = pw.TextField(null=True)
+    claimed_by = pw.CharField(max_length=100, null=True)  # the dispatcher running it
+    executed_at = pw.DateTimeField(null=True)
+    completed_at = pw.DateTimeField(null=True)
+    exit_code = pw.IntegerField(null=True)
+    stdout = pw.TextField(null=True)
+    stderr = pw.TextField(null=True)
+    failure_reason = pw.TextField(null=True)
+
+    class Meta:
+        indexes = (
+            (("server", "id"), False),
+            (("status", "id"), False),
+        )
+
+
+class AuditEntry(BaseModel):
+    """One execution attempt (queued action or synchronous call, allowed or refused)."""
+
+    id = pw.BigAutoField()
+    created_at = pw.DateTimeField(default=utcnow)
+    actor = pw.CharField(max_length=100)  # key name, or "dispatcher"
+    scope = pw.CharField(max_length=16, null=True)
+    source = pw.CharField(max_length=16)  # "action" or "execute"
+    server_id = pw.CharField(max_length=100, null=True)
+    action_id = pw.BigIntegerField(null=True)
+    action_type = pw.CharField(max_length=64, null=True)
+    argv = pw.TextField(null=True)  # JSON list
+    allowed = pw.BooleanField()
+    result = pw.CharField(max_length=32)  # completed, failed, timeout, ssh_error, refused, ...
+    exit_code = pw.IntegerField(null=True)
+    duration_ms = pw.IntegerField(null=True)
+    detail = pw.TextField(null=True)
+
+    class Meta:
+        indexes = (
+            (("server_id", "id"), False),
+            (("created_at",), False),
+        )
+
+
 class SchedulerLease(BaseModel):
     """The leader row: the scheduler holding it runs the jobs; others stand by."""
 
@@ -165,4 +237,4 @@ class JobRun(BaseModel):
     failures = pw.BigIntegerField(default=0)
 
 
-ALL_MODELS = [Server, MetricsSample, Event, ApiKey, SchedulerLease, JobRun]
+ALL_MODELS = [Server, MetricsSample, Event, ApiKey, Action, AuditEntry, SchedulerLease, JobRun]

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
-import socket
-import uuid
+import time
 from collections.abc import Callable
 
 import peewee
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from control import fleet, leader
+from control import actions, fleet, leader
 from control.config import Settings
 from control.db import db
+from control.dispatcher import Dispatcher
+from control.remediation import Remediation
 
 log = logging.getLogger(__name__)
 
@@ -24,9 +24,14 @@ RETENTION_INTERVAL = 3600
 class ControlScheduler:
     """The background jobs of one control process, guarded by the database lease."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, remediation: Remediation | None = None):
         self.settings = settings
-        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.holder = leader.make_holder()
+        self.remediation = remediation or Remediation(settings)
+        self.dispatcher = Dispatcher(
+            self.remediation, self.holder, settings.dispatch_workers, is_leader=self.is_leader
+        )
+        self._leader_until = 0.0  # monotonic deadline of the lease we last took
         self._scheduler = BackgroundScheduler(
             timezone="UTC",
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30},
@@ -50,7 +55,7 @@ class ControlScheduler:
         """Run one job if this process holds the lease; returns whether it ran."""
         try:
             db.connect(reuse_if_open=True)
-            if not leader.acquire(self.holder, self.settings.lease_seconds):
+            if not self._take_lease():
                 return False
         except peewee.DatabaseError as exc:
             log.warning("scheduler: database unavailable, skipping %s: %s", name, exc)
@@ -71,6 +76,28 @@ class ControlScheduler:
             db.close()
         return True
 
+    def is_leader(self) -> bool:
+        """Whether this process held the lease at its last renewal and it has not run out."""
+        return time.monotonic() < self._leader_until
+
+    def _take_lease(self) -> bool:
+        """Renew or take the lease; on becoming leader, fail what a dead leader left running."""
+        was_leader = self.is_leader()
+        started = time.monotonic()
+        if not leader.acquire(self.holder, self.settings.lease_seconds):
+            self._leader_until = 0.0
+            return False
+        # Keep a margin so we stop dispatching before another scheduler may take over.
+        self._leader_until = started + self.settings.lease_seconds * 0.8
+        if not was_leader:
+            orphans = actions.interrupt_orphans(self.holder)
+            if orphans:
+                log.warning(
+                    "actions %s were executing when control stopped: marked failed", orphans
+                )
+            self.dispatcher.wake()
+        return True
+
     def start(self) -> None:
         """Schedule every job (first run right away) and start the background thread."""
         for name, (func, interval) in self.jobs().items():
@@ -83,11 +110,14 @@ class ControlScheduler:
                 next_run_time=dt.datetime.now(dt.UTC),
             )
         self._scheduler.start()
+        self.dispatcher.start()
         log.info("scheduler started as %s", self.holder)
 
     def shutdown(self) -> None:
         """Stop the jobs and hand the lease back."""
         self._scheduler.shutdown(wait=True)
+        self.dispatcher.stop()
+        self.remediation.close()
         try:
             db.connect(reuse_if_open=True)
             leader.release(self.holder)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import flask_smorest
 from flask import Flask
 
-from control.api import agents, docs, errors, events, servers, system
+from control.api import actions, agents, audit, commands, docs, errors, events, servers, system
 from control.api.auth import SECURITY_SCHEMES
 
-RESOURCE_BLUEPRINTS = [servers.blp, agents.blp, events.blp]
+RESOURCE_BLUEPRINTS = [servers.blp, commands.blp, agents.blp, actions.blp, events.blp, audit.blp]
 
 OPENAPI_CONFIG = {
     "API_TITLE": "homelabcmd control",

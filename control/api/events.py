@@ -11,6 +11,7 @@ from control import events
 from control.api.auth import require
 from control.api.base import Blueprint
 from control.api.fields import UtcDateTime
+from control.api.paging import PageQuerySchema, page
 
 blp = Blueprint(
     "events",
@@ -18,13 +19,6 @@ blp = Blueprint(
     url_prefix="/api/v1/events",
     description="What happened in the fleet, newest first.",
 )
-
-
-class PageQuerySchema(ma.Schema):
-    """limit/offset pagination shared by list endpoints."""
-
-    limit = ma.fields.Integer(load_default=50, validate=ma.validate.Range(1, 100))
-    offset = ma.fields.Integer(load_default=0, validate=ma.validate.Range(0, 2**31 - 1))
 
 
 class EventQuerySchema(PageQuerySchema):
@@ -66,7 +60,7 @@ class Events(MethodView):
     @blp.response(200, EventPageSchema)
     def get(self, query):
         """List events, newest first; filter by server_id and type"""
-        page, total = events.list_events(
+        rows, total = events.list_events(
             query.get("server_id"), query.get("type"), query["limit"], query["offset"]
         )
-        return {"events": page, "total": total, "limit": query["limit"], "offset": query["offset"]}
+        return page(rows, total, query, "events")

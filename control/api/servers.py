@@ -5,8 +5,9 @@ from __future__ import annotations
 import marshmallow as ma
 from flask.views import MethodView
 
-from control import fleet
-from control.api.auth import require
+from control import fleet, maintenance
+from control.api.actions import ActionPageSchema, ActionQuerySchema, list_page
+from control.api.auth import authenticate, require
 from control.api.base import Blueprint
 from control.api.fields import (
     SSH_USER_PATTERN,
@@ -97,6 +98,8 @@ class ServerSchema(ma.Schema):
     architecture = ma.fields.String(allow_none=True)
     agent_version = ma.fields.String(allow_none=True)
     metrics_port = ma.fields.Integer(allow_none=True)
+    is_paused = ma.fields.Boolean()
+    paused_at = UtcDateTime(allow_none=True)
     last_seen = UtcDateTime(allow_none=True)
     created_at = UtcDateTime()
     updated_at = UtcDateTime()
@@ -166,3 +169,40 @@ class ServerById(MethodView):
     def delete(self, server_id):
         """Delete a server and its metrics history"""
         fleet.delete_server(server_id)
+
+
+@blp.route("/<string:server_id>/pause")
+class PauseServer(MethodView):
+    """Maintenance mode on."""
+
+    @require("write")
+    @blp.response(200, ServerSchema)
+    def put(self, server_id):
+        """Pause a server: its new actions wait for approval"""
+        maintenance.set_paused(server_id, True, authenticate().name)
+        return fleet.get_server(server_id)
+
+
+@blp.route("/<string:server_id>/unpause")
+class UnpauseServer(MethodView):
+    """Maintenance mode off."""
+
+    @require("write")
+    @blp.response(200, ServerSchema)
+    def put(self, server_id):
+        """Unpause a server: new actions are auto-approved again"""
+        maintenance.set_paused(server_id, False, authenticate().name)
+        return fleet.get_server(server_id)
+
+
+@blp.route("/<string:server_id>/actions")
+class ServerActions(MethodView):
+    """The actions of one server."""
+
+    @require("read")
+    @blp.arguments(ActionQuerySchema, location="query")
+    @blp.response(200, ActionPageSchema)
+    def get(self, query, server_id):
+        """List one server's actions, newest first"""
+        fleet.get_server(server_id)  # 404 for an unknown server rather than an empty page
+        return list_page(query, server_id=server_id)

@@ -1,0 +1,273 @@
+"""The action queue's rules: creation through the approval gate, approval, rejection, claiming.
+
+Every state change is one conditional UPDATE (`… WHERE status = <expected>`), so concurrent
+approvals, two dispatchers or a retried request can never move an action twice.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import peewee as pw
+
+from control import events
+from control.db import db, write_transaction
+from control.errors import Conflict, NotFound
+from control.events import EventType
+from control.models import Action, ActionStatus, Server, utcnow
+from control.whitelist import Whitelist, to_shell
+
+INTERRUPTED = "interrupted: control stopped while the command was running"
+
+
+def canonical_parameters(parameters: dict[str, Any] | None) -> str:
+    """The stored form of parameters: sorted, compact JSON, so equal inputs compare equal."""
+    return json.dumps(parameters or {}, sort_keys=True, separators=(",", ":"))
+
+
+def get_action(action_id: int) -> Action:
+    """One action, or NotFound."""
+    action = Action.get_or_none(Action.id == action_id)
+    if action is None:
+        raise NotFound(f"Action {action_id} not found")
+    return action
+
+
+def list_actions(
+    status: str | None = None,
+    server_id: str | None = None,
+    action_type: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[Action], int]:
+    """A page of actions, newest first, and how many match the filters."""
+    query = Action.select()
+    if status:
+        query = query.where(Action.status == status)
+    if server_id:
+        query = query.where(Action.server == server_id)
+    if action_type:
+        query = query.where(Action.action_type == action_type)
+    total = query.count()
+    return list(query.order_by(Action.id.desc()).limit(limit).offset(offset)), total
+
+
+def create_action(
+    whitelist: Whitelist,
+    server_id: str,
+    action_type: str,
+    parameters: dict[str, Any] | None,
+    created_by: str,
+    alert_id: int | None = None,
+) -> Action:
+    """Queue an action: approved by "auto" unless the server is paused, then pending.
+
+    NotFound for an unknown server, CommandNotAllowed for a type outside the whitelist,
+    ValidationFailed for a bad parameter, Conflict when the same action is already open.
+    """
+    if not Server.select().where(Server.id == server_id).exists():
+        raise NotFound(f"Server '{server_id}' not found")
+    argv = whitelist.render(action_type, parameters)
+    stored = canonical_parameters(parameters)
+    now = utcnow()
+    with write_transaction():
+        server = Server.get_or_none(Server.id == server_id)
+        if server is None:
+            raise NotFound(f"Server '{server_id}' not found")
+        approved = not server.is_paused
+        try:
+            with db.atomic():  # savepoint: the unique index decides duplicates, race-free
+                action = Action.create(
+                    server=server_id,
+                    action_type=action_type,
+                    parameters=stored,
+                    command=to_shell(argv),
+                    status=ActionStatus.APPROVED if approved else ActionStatus.PENDING,
+                    alert_id=alert_id,
+                    created_by=created_by,
+                    created_at=now,
+                    approved_by="auto" if approved else None,
+                    approved_at=now if approved else None,
+                )
+        except pw.IntegrityError:
+            raise Conflict(_duplicate_message(server_id, action_type, stored)) from None
+        gate = "auto-approved" if approved else "waiting for approval (server paused)"
+        events.record(
+            EventType.ACTION_CREATED,
+            f"action {action.id} {action_type} on {server_id} queued, {gate}",
+            server_id=server_id,
+            details={"action_id": action.id, "by": created_by, "status": action.status},
+        )
+    return action
+
+
+def _duplicate_message(server_id: str, action_type: str, stored: str) -> str:
+    existing = (
+        Action.select(Action.id, Action.status)
+        .where(
+            (Action.server == server_id)
+            & (Action.action_type == action_type)
+            & (Action.parameters == stored)
+            & Action.status.in_(ActionStatus.OPEN)
+        )
+        .first()
+    )
+    which = f" (action {existing.id}, {existing.status})" if existing else ""
+    return f"An open {action_type} action for server '{server_id}' already exists{which}"
+
+
+def _transition(action_id: int, expected: str, changes: dict, verb: str) -> Action:
+    """Apply `changes` only if the action is in `expected`; NotFound or Conflict otherwise."""
+    with write_transaction():
+        moved = (
+            Action.update(changes)
+            .where((Action.id == action_id) & (Action.status == expected))
+            .execute()
+        )
+        action = get_action(action_id)
+        if not moved:
+            raise Conflict(f"Action {action_id} is {action.status}, only {expected} can be {verb}")
+    return action
+
+
+def approve_action(action_id: int, approved_by: str) -> Action:
+    """Approve a pending action; the dispatcher picks it up at once."""
+    action = _transition(
+        action_id,
+        ActionStatus.PENDING,
+        {
+            Action.status: ActionStatus.APPROVED,
+            Action.approved_by: approved_by,
+            Action.approved_at: utcnow(),
+        },
+        "approved",
+    )
+    events.record(
+        EventType.ACTION_APPROVED,
+        f"action {action_id} approved by {approved_by}",
+        server_id=action.server_id,
+        details={"action_id": action_id},
+    )
+    return action
+
+
+def reject_action(action_id: int, rejected_by: str, reason: str) -> Action:
+    """Reject a pending action with a reason; it will never run."""
+    action = _transition(
+        action_id,
+        ActionStatus.PENDING,
+        {
+            Action.status: ActionStatus.REJECTED,
+            Action.rejected_by: rejected_by,
+            Action.rejected_at: utcnow(),
+            Action.rejection_reason: reason,
+        },
+        "rejected",
+    )
+    events.record(
+        EventType.ACTION_REJECTED,
+        f"action {action_id} rejected by {rejected_by}",
+        server_id=action.server_id,
+        details={"action_id": action_id, "reason": reason},
+    )
+    return action
+
+
+def approved_action_ids(limit: int) -> list[int]:
+    """The oldest approved actions, for the dispatcher to try to claim."""
+    query = (
+        Action.select(Action.id)
+        .where(Action.status == ActionStatus.APPROVED)
+        .order_by(Action.id)
+        .limit(limit)
+    )
+    return [row.id for row in query]
+
+
+def claim_action(action_id: int, holder: str) -> bool:
+    """Move an approved action to executing for `holder`; False if someone else got it first."""
+    with write_transaction():
+        claimed = (
+            Action.update(status=ActionStatus.EXECUTING, executed_at=utcnow(), claimed_by=holder)
+            .where((Action.id == action_id) & (Action.status == ActionStatus.APPROVED))
+            .execute()
+        )
+        if claimed:
+            action = Action.get_by_id(action_id)
+            events.record(
+                EventType.ACTION_STARTED,
+                f"action {action_id} started",
+                server_id=action.server_id,
+                details={"action_id": action_id},
+            )
+    return bool(claimed)
+
+
+def finish_action(
+    action_id: int,
+    exit_code: int | None,
+    stdout: str | None = None,
+    stderr: str | None = None,
+    failure_reason: str | None = None,
+) -> Action:
+    """Record the outcome of an executing action: completed on exit 0, failed otherwise."""
+    ok = exit_code == 0 and failure_reason is None
+    status = ActionStatus.COMPLETED if ok else ActionStatus.FAILED
+    with write_transaction():
+        Action.update(
+            status=status,
+            completed_at=utcnow(),
+            exit_code=exit_code,
+            stdout=stdout,
+            stderr=stderr,
+            failure_reason=failure_reason,
+        ).where((Action.id == action_id) & (Action.status == ActionStatus.EXECUTING)).execute()
+        action = Action.get_by_id(action_id)
+        outcome = "completed" if ok else f"failed ({failure_reason or f'exit {exit_code}'})"
+        events.record(
+            EventType.ACTION_COMPLETED if ok else EventType.ACTION_FAILED,
+            f"action {action_id} {outcome}",
+            server_id=action.server_id,
+            details={"action_id": action_id, "exit_code": exit_code},
+        )
+    return action
+
+
+def interrupt_orphans(holder: str) -> list[int]:
+    """Fail every action left executing by another (dead) dispatcher; never run them again."""
+    now = utcnow()
+    with write_transaction():
+        rows = (
+            Action.update(status=ActionStatus.FAILED, completed_at=now, failure_reason=INTERRUPTED)
+            .where(
+                (Action.status == ActionStatus.EXECUTING)
+                & ((Action.claimed_by != holder) | Action.claimed_by.is_null())
+            )
+            .returning(Action.id, Action.server)
+            .execute()
+        )
+        orphans = [(row.id, row.server_id) for row in rows]
+        events.record_many(
+            [
+                {
+                    "type": EventType.ACTION_FAILED,
+                    "server_id": server_id,
+                    "created_at": now,
+                    "message": f"action {action_id} failed ({INTERRUPTED})",
+                    "details": {"action_id": action_id},
+                }
+                for action_id, server_id in orphans
+            ]
+        )
+    return sorted(action_id for action_id, _ in orphans)
+
+
+def count_by_status() -> dict[str, int]:
+    """How many actions are in each status (zeros included), for /metrics."""
+    counts = dict.fromkeys(ActionStatus.ALL, 0)
+    for status, count in (
+        Action.select(Action.status, pw.fn.COUNT(Action.id)).group_by(Action.status).tuples()
+    ):
+        counts[status] = count
+    return counts

@@ -1,0 +1,81 @@
+"""`GET /api/v1/audit`: every execution attempt, allowed or refused."""
+
+from __future__ import annotations
+
+import json
+
+import marshmallow as ma
+from flask.views import MethodView
+
+from control import audit
+from control.api.auth import require
+from control.api.base import Blueprint
+from control.api.fields import UtcDateTime
+from control.api.paging import PageQuerySchema, page
+
+blp = Blueprint(
+    "audit",
+    __name__,
+    url_prefix="/api/v1/audit",
+    description="Who ran what where, and what came of it.",
+)
+
+
+class AuditQuerySchema(PageQuerySchema):
+    """Filters for the audit log."""
+
+    server_id = ma.fields.String(validate=ma.validate.Length(1, 100))
+    source = ma.fields.String(validate=ma.validate.OneOf(["action", "execute"]))
+    result = ma.fields.String(validate=ma.validate.Length(1, 32))
+    actor = ma.fields.String(validate=ma.validate.Length(1, 200))
+
+
+class AuditEntrySchema(ma.Schema):
+    """One execution attempt."""
+
+    id = ma.fields.Integer()
+    created_at = UtcDateTime()
+    actor = ma.fields.String()
+    scope = ma.fields.String(allow_none=True)
+    source = ma.fields.String()
+    server_id = ma.fields.String(allow_none=True)
+    action_id = ma.fields.Integer(allow_none=True)
+    action_type = ma.fields.String(allow_none=True)
+    argv = ma.fields.Function(
+        lambda e: json.loads(e.argv) if e.argv else None,
+        metadata={"type": "array", "items": {"type": "string"}},
+    )
+    allowed = ma.fields.Boolean()
+    result = ma.fields.String()
+    exit_code = ma.fields.Integer(allow_none=True)
+    duration_ms = ma.fields.Integer(allow_none=True)
+    detail = ma.fields.String(allow_none=True)
+
+
+class AuditPageSchema(ma.Schema):
+    """A page of audit entries."""
+
+    entries = ma.fields.List(ma.fields.Nested(AuditEntrySchema))
+    total = ma.fields.Integer()
+    limit = ma.fields.Integer()
+    offset = ma.fields.Integer()
+
+
+@blp.route("")
+class Audit(MethodView):
+    """The audit log."""
+
+    @require("read")
+    @blp.arguments(AuditQuerySchema, location="query")
+    @blp.response(200, AuditPageSchema)
+    def get(self, query):
+        """List execution attempts, newest first"""
+        rows, total = audit.list_entries(
+            query.get("server_id"),
+            query.get("source"),
+            query.get("result"),
+            query.get("actor"),
+            query["limit"],
+            query["offset"],
+        )
+        return page(rows, total, query, "entries")
