@@ -19,6 +19,7 @@ class LiveControl:
     def __init__(self, data_dir: Path, port: int | None = None, **settings: str):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        Path(data_dir).mkdir(parents=True, exist_ok=True)
         self.log_path = Path(data_dir) / f"control-{self.port}.log"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("HOMELAB_")}
         self.env["HOMELAB_DATA_DIR"] = str(data_dir)

@@ -31,3 +31,22 @@ def test_old_database_is_upgraded_in_place_keeping_data(app, monkeypatch):
     assert SchemaVersion.get_by_id(1).version == migrations.LATEST_VERSION
     db.execute_sql("ALTER TABLE server DROP COLUMN notes")  # leave the shared PG schema as found
     SchemaVersion.update(version=migrations.LATEST_VERSION - 1).execute()
+
+
+def test_version_1_database_gains_the_remediation_schema(app):
+    """Rebuild a version-1 shape (no pause columns, no action/audit tables), then migrate."""
+    from control.models import Action, AuditEntry
+
+    Server.create(id="old", hostname="old")
+    db.drop_tables([Action, AuditEntry])
+    db.execute_sql("ALTER TABLE server DROP COLUMN is_paused")
+    db.execute_sql("ALTER TABLE server DROP COLUMN paused_at")
+    SchemaVersion.update(version=1).execute()
+
+    assert migrations.migrate() == migrations.LATEST_VERSION
+    columns = {column.name for column in db.get_columns("server")}
+    assert {"is_paused", "paused_at"} <= columns
+    assert Server.get_by_id("old").is_paused is False
+    assert Action.select().count() == 0 and AuditEntry.select().count() == 0
+    indexes = {index.name for index in db.get_indexes("action")}
+    assert "action_one_open" in indexes
