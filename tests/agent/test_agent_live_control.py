@@ -29,7 +29,6 @@ def control(tmp_path, keys):
         tmp_path / "control", port=free_port(), agent_key=keys["agent"],
         operator_key=keys["operator"],
     )  # fmt: skip
-    (tmp_path / "control").mkdir()
     live.start()
     yield live
     live.stop()
