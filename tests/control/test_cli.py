@@ -76,6 +76,7 @@ def test_revoking_unknown_key_fails_cleanly(tmp_path):
         ({"offline_after": "-5"}, "HOMELAB_OFFLINE_AFTER: invalid value '-5'"),
         ({"log_format": "xml"}, "HOMELAB_LOG_FORMAT"),
         ({"database_url": "postgresql://nobody@127.0.0.1:1/none"}, "cannot open database"),
+        ({"commands_file": "/nonexistent/commands.toml"}, "commands file /nonexistent"),
     ],
 )
 def test_bad_settings_are_one_line_errors(tmp_path, env, expected):
@@ -136,3 +137,13 @@ def test_wsgi_module_builds_the_app_from_the_environment(tmp_path):
         [sys.executable, "-c", script], env=environment, capture_output=True, text=True, timeout=60
     )
     assert result.stdout.split() == ["200", "200"], result.stderr
+
+
+def test_invalid_commands_file_stops_start_up_with_one_line(tmp_path):
+    commands = tmp_path / "commands.toml"
+    commands.write_text('[commands.wipe]\nargv = ["rm", "-rf", "{target}"]\n')
+    result = control(tmp_path, "serve", commands_file=str(commands))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "commands file" in lines[0] and "{target}" in lines[0]
