@@ -12,7 +12,7 @@ from control import actions
 from control.api.auth import authenticate, require
 from control.api.base import Blueprint
 from control.api.fields import ServerId, UtcDateTime, fullmatch
-from control.api.paging import PageQuerySchema, page
+from control.api.paging import PageQuerySchema, page, page_schema
 from control.models import ActionStatus
 
 blp = Blueprint(
@@ -97,13 +97,7 @@ class ActionSchema(ma.Schema):
     failure_reason = ma.fields.String(allow_none=True)
 
 
-class ActionPageSchema(ma.Schema):
-    """A page of actions."""
-
-    actions = ma.fields.List(ma.fields.Nested(ActionSchema))
-    total = ma.fields.Integer()
-    limit = ma.fields.Integer()
-    offset = ma.fields.Integer()
+ActionPageSchema = page_schema("actions", ActionSchema, "ActionPageSchema")
 
 
 def list_page(query: dict, server_id: str | None = None) -> dict:

@@ -11,7 +11,7 @@ from control import audit
 from control.api.auth import require
 from control.api.base import Blueprint
 from control.api.fields import UtcDateTime
-from control.api.paging import PageQuerySchema, page
+from control.api.paging import PageQuerySchema, page, page_schema
 
 blp = Blueprint(
     "audit",
@@ -52,13 +52,7 @@ class AuditEntrySchema(ma.Schema):
     detail = ma.fields.String(allow_none=True)
 
 
-class AuditPageSchema(ma.Schema):
-    """A page of audit entries."""
-
-    entries = ma.fields.List(ma.fields.Nested(AuditEntrySchema))
-    total = ma.fields.Integer()
-    limit = ma.fields.Integer()
-    offset = ma.fields.Integer()
+AuditPageSchema = page_schema("entries", AuditEntrySchema, "AuditPageSchema")
 
 
 @blp.route("")

@@ -11,7 +11,7 @@ from control import events
 from control.api.auth import require
 from control.api.base import Blueprint
 from control.api.fields import UtcDateTime
-from control.api.paging import PageQuerySchema, page
+from control.api.paging import PageQuerySchema, page, page_schema
 
 blp = Blueprint(
     "events",
@@ -42,13 +42,7 @@ class EventSchema(ma.Schema):
     created_at = UtcDateTime()
 
 
-class EventPageSchema(ma.Schema):
-    """A page of events."""
-
-    events = ma.fields.List(ma.fields.Nested(EventSchema))
-    total = ma.fields.Integer()
-    limit = ma.fields.Integer()
-    offset = ma.fields.Integer()
+EventPageSchema = page_schema("events", EventSchema, "EventPageSchema")
 
 
 @blp.route("")

@@ -15,3 +15,16 @@ class PageQuerySchema(ma.Schema):
 def page(items: list, total: int, query: dict, key: str) -> dict:
     """The list response body: the items under `key`, plus total, limit and offset."""
     return {key: items, "total": total, "limit": query["limit"], "offset": query["offset"]}
+
+
+def page_schema(key: str, item: type[ma.Schema], name: str) -> type[ma.Schema]:
+    """The schema of a list response: `key` (a list of `item`), total, limit and offset."""
+    return ma.Schema.from_dict(
+        {
+            key: ma.fields.List(ma.fields.Nested(item)),
+            "total": ma.fields.Integer(),
+            "limit": ma.fields.Integer(),
+            "offset": ma.fields.Integer(),
+        },
+        name=name,
+    )
