@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import multiprocessing
 import os
 import resource
@@ -155,6 +156,7 @@ def serve_baseline(port: int, threads: int) -> None:
     def health():
         return jsonify({"status": "ok"})
 
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "queue depth" noise
     # The same call and settings `homelab-control serve` uses (control/cli.py).
     create_server(app, host="127.0.0.1", port=port, threads=threads, ident="baseline").run()
 
@@ -209,12 +211,12 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_wrk(url: str, connections: int, seconds: float, servers: int) -> dict:
+def run_wrk(url: str, key: str, connections: int, seconds: float, servers: int) -> dict:
     """Drive `url` with wrk for `seconds`; the Lua `done` hook prints the figures as JSON."""
     wrk_threads = min(2, connections)
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(
-            LUA % {"servers": servers, "key": AGENT_KEY, "path": PATH, "wrk_threads": wrk_threads}
+            LUA % {"servers": servers, "key": key, "path": PATH, "wrk_threads": wrk_threads}
         )
     try:
         output = subprocess.run(
@@ -246,7 +248,7 @@ def run_wrk(url: str, connections: int, seconds: float, servers: int) -> dict:
     }
 
 
-def _python_worker(url: str, connections: int, seconds: float, servers: int, index, queue):
+def _python_worker(url, key, connections, seconds, servers, index, queue):
     """One load process: `connections` threads, each one keep-alive connection, closed loop."""
     import http.client
     from urllib.parse import urlparse
@@ -262,7 +264,7 @@ def _python_worker(url: str, connections: int, seconds: float, servers: int, ind
         mine: list[float] = []
         bad = 0
         counter = thread_index
-        headers = {"Content-Type": "application/json", "X-API-Key": AGENT_KEY}
+        headers = {"Content-Type": "application/json", "X-API-Key": key}
         while time.perf_counter() < deadline:
             counter += 1
             body = heartbeat_body(f"bench-{(counter * 97 + index) % servers:04d}", counter)
@@ -289,7 +291,7 @@ def _python_worker(url: str, connections: int, seconds: float, servers: int, ind
     queue.put((latencies, failures[0]))
 
 
-def run_python(url: str, connections: int, seconds: float, servers: int) -> dict:
+def run_python(url: str, key: str, connections: int, seconds: float, servers: int) -> dict:
     """Drive `url` from two Python processes (one per core) when wrk is not installed."""
     processes = min(2, connections)
     queue: multiprocessing.Queue = multiprocessing.Queue()
@@ -297,7 +299,7 @@ def run_python(url: str, connections: int, seconds: float, servers: int) -> dict
     workers = [
         multiprocessing.Process(
             target=_python_worker,
-            args=(url, connections // processes, seconds, servers, i, queue),
+            args=(url, key, connections // processes, seconds, servers, i, queue),
         )
         for i in range(processes)
     ]
@@ -322,12 +324,12 @@ def run_python(url: str, connections: int, seconds: float, servers: int) -> dict
     }
 
 
-def measure(name: str, url: str, pid: int, args) -> Result:
+def measure(name: str, url: str, pid: int, args, key: str = AGENT_KEY) -> Result:
     """Warm up (registers the server ids), then one measured run with CPU accounting."""
     load = run_wrk if args.client == "wrk" else run_python
-    load(url, args.connections, args.warmup, args.servers)
+    load(url, key, args.connections, args.warmup, args.servers)
     server_before, client_before = cpu_seconds(pid), children_cpu()
-    figures = load(url, args.connections, args.duration, args.servers)
+    figures = load(url, key, args.connections, args.duration, args.servers)
     server_cpu = (cpu_seconds(pid) - server_before) / figures["seconds"]
     client_cpu = (children_cpu() - client_before) / figures["seconds"]
     return Result(target=name, server_cpu=server_cpu, client_cpu=client_cpu, **figures)
@@ -352,9 +354,20 @@ def run_control(database_url: str, name: str, args) -> Result:
             agent_key=AGENT_KEY,
             log_level="WARNING",
         )
+        key = AGENT_KEY
+        if args.stored_key:
+            # The production path: a key made by `homelab-control keys create`, found by hash
+            # in the database, not a bootstrap key from the environment.
+            key = subprocess.run(
+                [sys.executable, "-m", "control.cli", "keys", "create", "--scope", "agent"],
+                env=live.env,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
         live.start("--threads", str(args.threads))
         try:
-            result = measure(name, live.url, live.process.pid, args)
+            result = measure(name, live.url, live.process.pid, args, key)
             stored = heartbeats_counted(live.url)
         finally:
             live.stop()
@@ -369,7 +382,8 @@ def print_table(results: list[Result], args) -> None:
     """One row per run, then the per-database ratio of medians against the baseline."""
     print(
         f"\nheartbeat ingest: {args.connections} connections, waitress threads={args.threads}, "
-        f"{args.servers} server ids, {args.duration:.0f} s per run, load from {args.client}"
+        f"{args.servers} server ids, {args.duration:.0f} s per run, load from {args.client}, "
+        f"{'stored' if args.stored_key else 'bootstrap'} agent key"
     )
     print(
         f"{'target':<12} {'hb/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} "
@@ -405,6 +419,12 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=2, help="runs per target, interleaved")
     parser.add_argument("--databases", default="sqlite,postgres", help="comma-separated")
     parser.add_argument("--client", choices=["auto", "wrk", "python"], default="auto")
+    parser.add_argument(
+        "--bootstrap-key",
+        dest="stored_key",
+        action="store_false",
+        help="authenticate with HOMELAB_AGENT_KEY instead of a stored key",
+    )
     parser.add_argument("--smoke", action="store_true", help="a few seconds, SQLite only")
     parser.add_argument("--serve-baseline", nargs=2, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()

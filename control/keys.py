@@ -7,11 +7,13 @@ comparison constant-time and makes it impossible for odd bytes in a header to ra
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
 
+from control.db import db
 from control.errors import Conflict, NotFound, ValidationFailed
 from control.models import ApiKey, ApiKeyScope, utcnow
 
@@ -74,10 +76,29 @@ class KeyRing:
                 found = principal
         if found:
             return found
-        row = ApiKey.get_or_none((ApiKey.key_hash == digest) & ApiKey.revoked_at.is_null())
-        if row is None:
-            return None
-        return Principal(row.name, row.scope, row.server_id)
+        row = db.execute_sql(_lookup_sql(db.obj.param, db.obj.quote), (digest,)).fetchone()
+        return Principal(*row) if row else None
+
+
+@functools.lru_cache(maxsize=4)
+def _lookup_sql(param: str, quote: str) -> str:
+    """The stored-key lookup of every authenticated request, rendered once per dialect.
+
+    No cache of the answer: a key revoked from the CLI (another process) must stop working on
+    the next request. Rendering the statement with peewee's builder cost ~0.3 ms a request,
+    more than the rest of authentication; running this prepared text costs a few microseconds.
+    """
+
+    def name(text: str) -> str:
+        return f"{quote[0]}{text}{quote[1]}"
+
+    columns = ", ".join(name(f.column_name) for f in (ApiKey.name, ApiKey.scope, ApiKey.server_id))
+    where = (
+        f"{name(ApiKey.key_hash.column_name)} = {param} "
+        f"AND {name(ApiKey.revoked_at.column_name)} IS NULL"
+    )
+    # Identifiers from the model, the digest a bound parameter: no client text in the SQL.
+    return f"SELECT {columns} FROM {name(ApiKey._meta.table_name)} WHERE {where}"  # noqa: S608
 
 
 def create_key(
