@@ -1,0 +1,392 @@
+"""Fleet simulation: 10,000 agents heartbeating every 60 s against one `homelab-control serve`.
+
+Time is compressed by `--speedup`: the heartbeat interval, `HOMELAB_OFFLINE_AFTER` and
+`HOMELAB_OFFLINE_CHECK_INTERVAL` are all divided by it, so the ratio that decides whether a
+healthy server is ever wrongly marked offline (180 s / 60 s = 3 missed heartbeats) is the real
+one, while the request rate is the real fleet's times the speedup. Every agent starts at a
+random phase within one interval (as a fleet that booted over time) and then sends its
+seed-001 heartbeat on a fixed schedule.
+
+A few agents (`--silent`) register and then fall silent: control must mark exactly those
+offline, which shows the offline detector ran; any other offline transition is a false one.
+
+The load comes from one asyncio process over raw keep-alive HTTP/1.1 connections; its own CPU
+share and how late it sent each heartbeat against the schedule are printed, so a saturated
+client is visible rather than mistaken for a slow control.
+
+    .venv/bin/python bench/fleet_sim.py [--agents 10000] [--speedup 4] [--minutes 5]
+        [--connections 32] [--threads 8] [--smoke]
+
+Exit status 1 when any request failed, a healthy agent went offline, or a silent one did not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import random
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.live import LiveControl
+
+PATH = "/api/v1/agents/heartbeat"
+AGENT_KEY = "fleet-agent-key"
+VIEWER_KEY = "fleet-viewer-key"
+REAL_INTERVAL = 60
+REAL_OFFLINE_AFTER = 180  # control's defaults
+REAL_OFFLINE_CHECK = 30
+REQUEST_TIMEOUT = 30.0
+
+
+@dataclass
+class Stats:
+    """What the load generator saw."""
+
+    sent: int = 0
+    ok: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    latencies: list[float] = field(default_factory=list)
+    lateness: list[float] = field(default_factory=list)
+
+    def error(self, kind: str) -> None:
+        """Count one failed heartbeat by kind (HTTP status or exception name)."""
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+
+    @property
+    def failed(self) -> int:
+        """Heartbeats that did not get a 200."""
+        return sum(self.errors.values())
+
+
+def heartbeat(server_id: str, seq: int) -> bytes:
+    """The raw HTTP/1.1 request one agent sends: seed-001 body with metrics and os_info."""
+    body = json.dumps(
+        {
+            "server_id": server_id,
+            "hostname": f"{server_id}.lan",
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "agent_version": "0.1.0",
+            "metrics_port": 9100,
+            "os_info": {
+                "distribution": "Debian GNU/Linux",
+                "version": "12",
+                "kernel": "6.1.0-18-amd64",
+                "architecture": "x86_64",
+            },
+            "metrics": {
+                "cpu_percent": seq % 100 + 0.5,
+                "memory_percent": 45.2,
+                "memory_total_mb": 16384,
+                "memory_used_mb": 7400,
+                "disk_percent": 61.0,
+                "disk_total_gb": 500.0,
+                "disk_used_gb": 305.0,
+                "network_rx_bytes": seq * 1500,
+                "network_tx_bytes": seq * 900,
+                "load_1m": 0.5,
+                "load_5m": 0.7,
+                "load_15m": 0.9,
+                "uptime_seconds": 86400 + seq,
+            },
+        },
+        separators=(",", ":"),
+    ).encode()
+    head = (
+        f"POST {PATH} HTTP/1.1\r\nHost: control\r\nContent-Type: application/json\r\n"
+        f"X-API-Key: {AGENT_KEY}\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
+    """Read one HTTP/1.1 response; return (status, whether the server keeps the connection)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ", 2)[1])
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    await reader.readexactly(int(headers.get("content-length", "0")))
+    return status, headers.get("connection", "").lower() != "close"
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection to control, reopened when the server closes it."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(self, raw: bytes) -> int:
+        """Send `raw` and return the status; raises OSError/asyncio errors on failure."""
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        try:
+            self.writer.write(raw)
+            status, keep = await asyncio.wait_for(read_response(self.reader), REQUEST_TIMEOUT)
+        except BaseException:
+            self.close()
+            raise
+        if not keep:
+            self.close()
+        return status
+
+    def close(self) -> None:
+        """Drop the connection; the next request opens a new one."""
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
+async def drive(
+    port: int, agents: list[str], silent: set[str], interval: float, seconds: float, conns: int
+) -> Stats:
+    """Send each agent's heartbeat every `interval` s from a random phase for `seconds`."""
+    stats = Stats()
+    rng = random.Random(1)
+    phases = sorted((rng.uniform(0, interval), server_id) for server_id in agents)
+    queue: asyncio.Queue = asyncio.Queue()
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+
+    async def schedule() -> None:
+        round_ = 0
+        while True:
+            for phase, server_id in phases:
+                due = start + round_ * interval + phase
+                if due - start >= seconds:
+                    return
+                if round_ > 0 and server_id in silent:
+                    continue  # registered once, then the box died
+                delay = due - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                queue.put_nowait((due, server_id, round_))
+            round_ += 1
+
+    async def worker() -> None:
+        conn = Connection(port)
+        while True:
+            item = await queue.get()
+            if item is None:
+                conn.close()
+                return
+            due, server_id, seq = item
+            began = loop.time()
+            stats.lateness.append(began - due)
+            stats.sent += 1
+            try:
+                status = await conn.request(heartbeat(server_id, seq))
+            except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as exc:
+                stats.error(type(exc).__name__)
+                continue
+            stats.latencies.append(loop.time() - began)
+            if status == 200:
+                stats.ok += 1
+            else:
+                stats.error(f"HTTP {status}")
+
+    workers = [asyncio.create_task(worker()) for _ in range(conns)]
+    await schedule()
+    for _ in workers:
+        queue.put_nowait(None)
+    await asyncio.gather(*workers)
+    return stats
+
+
+class ProcessWatch:
+    """CPU seconds and peak RSS of control's process over the measured window."""
+
+    def __init__(self, pid: int) -> None:
+        self.process = psutil.Process(pid)
+        self.cpu_start = self._cpu()
+
+    def _cpu(self) -> float:
+        times = self.process.cpu_times()
+        return times.user + times.system
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds used since this watch was created."""
+        return self._cpu() - self.cpu_start
+
+    def peak_rss_mb(self) -> float:
+        """The process's high-water resident set (VmHWM), in MiB."""
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return self.process.memory_info().rss / 2**20
+
+
+def offline_events(url: str) -> list[dict]:
+    """Every status_changed event that took a server offline, from control's event API."""
+    found, offset = [], 0
+    headers = {"X-API-Key": VIEWER_KEY}
+    while True:
+        page = requests.get(
+            f"{url}/api/v1/events",
+            params={"type": "status_changed", "limit": 100, "offset": offset},
+            headers=headers,
+            timeout=30,
+        ).json()
+        events = page["events"]
+        found += [e for e in events if (e.get("details") or {}).get("status") == "offline"]
+        offset += len(events)
+        if not events or offset >= page["total"]:
+            return found
+
+
+def _when(event: dict) -> dt.datetime:
+    stamp = dt.datetime.fromisoformat(event["created_at"].replace("Z", "+00:00"))
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=dt.UTC)
+
+
+def server_count(url: str, status: str) -> int:
+    """How many servers control lists with `status`."""
+    return requests.get(
+        f"{url}/api/v1/servers",
+        params={"status": status},
+        headers={"X-API-Key": VIEWER_KEY},
+        timeout=60,
+    ).json()["total"]
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0..100) of `values`, 0 when empty."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
+
+
+def run(args: argparse.Namespace) -> int:
+    """Start control, drive the fleet, check offline transitions, print the table."""
+    interval = REAL_INTERVAL / args.speedup
+    offline_after = max(1, round(REAL_OFFLINE_AFTER / args.speedup))
+    check = max(1, round(REAL_OFFLINE_CHECK / args.speedup))
+    seconds = args.minutes * 60 / args.speedup
+    agents = [f"fleet-{i:05d}" for i in range(args.agents)]
+    silent = set(random.Random(2).sample(agents, args.silent))
+    with tempfile.TemporaryDirectory(prefix="fleet-sim-") as tmp:
+        control = LiveControl(
+            Path(tmp),
+            agent_key=AGENT_KEY,
+            viewer_key=VIEWER_KEY,
+            offline_after=offline_after,
+            offline_check_interval=check,
+        )
+        control.start("--threads", str(args.threads))
+        try:
+            watch = ProcessWatch(control.process.pid)
+            client_before = resource.getrusage(resource.RUSAGE_SELF)
+            began = time.monotonic()
+            stats = asyncio.run(
+                drive(control.port, agents, silent, interval, seconds, args.connections)
+            )
+            wall = time.monotonic() - began
+            ended = dt.datetime.now(dt.UTC)
+            client_after = resource.getrusage(resource.RUSAGE_SELF)
+            cpu = watch.cpu_seconds()
+            rss = watch.peak_rss_mb()
+            online = server_count(control.url, "online")
+            # Once the load stops every server goes silent; a healthy one can legitimately go
+            # offline from `ended + offline_after - interval` on, so only count events before.
+            horizon = ended + dt.timedelta(seconds=offline_after - interval)
+            offline = [e for e in offline_events(control.url) if _when(e) < horizon]
+        finally:
+            control.stop()
+    offline_ids = {e["server_id"] for e in offline}
+    false_offline = [e for e in offline if e["server_id"] not in silent]
+    missed_silent = silent - offline_ids
+    client_cpu = (
+        client_after.ru_utime
+        + client_after.ru_stime
+        - client_before.ru_utime
+        - client_before.ru_stime
+    )
+    target = (args.agents - args.silent) / interval
+    rows = [
+        ("agents (silent after registering)", f"{args.agents} ({args.silent})"),
+        ("heartbeat interval, real -> run", f"{REAL_INTERVAL} s -> {interval:g} s"),
+        ("offline after / check, run", f"{offline_after} s / {check} s"),
+        ("simulated time (wall)", f"{args.minutes:g} min ({wall:.0f} s)"),
+        ("heartbeats sent", f"{stats.sent}"),
+        ("requests/s achieved (scheduled)", f"{stats.sent / wall:.0f} ({target:.0f})"),
+        ("errors", f"{stats.failed} {stats.errors or ''}".strip()),
+        (
+            "latency p50 / p99 / max",
+            f"{percentile(stats.latencies, 50) * 1000:.1f} / "
+            f"{percentile(stats.latencies, 99) * 1000:.1f} / "
+            f"{max(stats.latencies, default=0) * 1000:.0f} ms",
+        ),
+        (
+            "client lateness p99 / max",
+            f"{percentile(stats.lateness, 99) * 1000:.1f} / "
+            f"{max(stats.lateness, default=0) * 1000:.0f} ms",
+        ),
+        ("false offline transitions", f"{len(false_offline)}"),
+        ("silent agents marked offline", f"{len(silent & offline_ids)} of {len(silent)}"),
+        ("servers online at the end", f"{online} of {args.agents - args.silent}"),
+        ("control CPU", f"{cpu:.1f} s ({cpu / wall:.0%} of one core)"),
+        ("control peak RSS", f"{rss:.0f} MiB"),
+        ("load generator CPU", f"{client_cpu:.1f} s ({client_cpu / wall:.0%} of one core)"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    print(f"\nfleet simulation: {os.cpu_count()} CPUs, SQLite, one `homelab-control serve`")
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+    if stats.latencies:
+        print(f"(mean latency {statistics.fmean(stats.latencies) * 1000:.1f} ms)")
+    problems = []
+    if stats.failed:
+        problems.append(f"{stats.failed} heartbeats failed")
+    if false_offline:
+        problems.append(f"{len(false_offline)} healthy servers went offline")
+    if missed_silent:
+        problems.append(f"{len(missed_silent)} silent servers were never marked offline")
+    if online != args.agents - args.silent:
+        problems.append(f"{online} servers online, expected {args.agents - args.silent}")
+    for problem in problems:
+        print(f"FAIL: {problem}")
+    return 1 if problems else 0
+
+
+def main() -> int:
+    """Parse flags and run the simulation."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--agents", type=int, default=10_000)
+    parser.add_argument("--speedup", type=float, default=4.0, help="time compression factor")
+    parser.add_argument("--minutes", type=float, default=6.0, help="simulated minutes")
+    parser.add_argument("--silent", type=int, default=10, help="agents that die after one beat")
+    parser.add_argument("--connections", type=int, default=32, help="keep-alive connections")
+    parser.add_argument("--threads", type=int, default=8, help="control's waitress threads")
+    parser.add_argument("--smoke", action="store_true", help="200 agents, 6 min at 30x (~12 s)")
+    args = parser.parse_args()
+    if args.smoke:
+        args.agents, args.speedup, args.minutes, args.silent = 200, 30.0, 6.0, 3
+        args.connections = min(args.connections, 8)
+    if not 0 <= args.silent < args.agents or args.speedup <= 0 or args.minutes <= 0:
+        parser.error("need 0 <= --silent < --agents, --speedup > 0 and --minutes > 0")
+    if args.minutes * 60 < REAL_OFFLINE_AFTER + 2 * REAL_OFFLINE_CHECK + REAL_INTERVAL:
+        parser.error("--minutes must cover a silent server's detection (at least 5)")
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
