@@ -16,6 +16,7 @@ from control.keys import KeyRing
 from control.metrics import ControlMetrics
 from control.ratelimit import KeyRateLimiter
 from control.remediation import Remediation
+from control.remediation_rules import RemediationRules, load_rules
 
 
 def package_version() -> str:
@@ -36,6 +37,7 @@ class ControlContext:
     version: str
     remediation: Remediation
     rate_limiter: KeyRateLimiter
+    remediation_rules: RemediationRules = field(default_factory=RemediationRules)
     # Set by `serve` to the in-process dispatcher's wake(); a no-op when none runs here.
     wake: Callable[[], None] = field(default=lambda: None)
 
@@ -53,14 +55,16 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     app = Flask("control")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
     app.json.sort_keys = False
-    metrics = ControlMetrics()
+    metrics = ControlMetrics(settings.electricity_price, settings.currency)
+    remediation = Remediation(settings, observe=metrics.observe_command)
     app.extensions["homelab"] = ControlContext(
         settings=settings,
         keyring=KeyRing(settings.operator_key, settings.agent_key, settings.viewer_key),
         metrics=metrics,
         version=package_version(),
-        remediation=Remediation(settings, observe=metrics.observe_command),
+        remediation=remediation,
         rate_limiter=KeyRateLimiter(settings.rate_limit),
+        remediation_rules=load_rules(remediation.whitelist, settings.commands_file or None),
     )
     api.init_app(app)
     _install_request_hooks(app)

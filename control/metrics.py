@@ -15,8 +15,8 @@ import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from control import actions, fleet
-from control.models import JobRun, Server
+from control import actions, costs, fleet
+from control.models import AlertStatus, JobRun, Server
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,10 @@ def _epoch(value) -> float:
 
 class FleetCollector:
     """Reads fleet state from the database at each scrape."""
+
+    def __init__(self, electricity_price: float = 0.30, currency: str = "EUR") -> None:
+        self.electricity_price = electricity_price
+        self.currency = currency
 
     def collect(self):
         """Yield the fleet's metric families; only `homelab_database_up 0` if the DB is down."""
@@ -82,12 +86,38 @@ class FleetCollector:
         for status, count in actions.count_by_status().items():
             by_status.add_metric([status], count)
         yield by_status
+        yield from self._cost_families()
+
+    def _cost_families(self):
+        """Estimated power and cost per server with a TDP (see control/costs.py), and the price."""
+        price = GaugeMetricFamily(
+            "homelab_electricity_price",
+            "Electricity price per kWh used for cost estimates.",
+            labels=["currency"],
+        )
+        price.add_metric([self.currency], self.electricity_price)
+        yield price
+        watts = GaugeMetricFamily(
+            "homelab_server_power_watts",
+            "Estimated power draw of the server from its TDP and CPU use.",
+            labels=["server_id"],
+        )
+        monthly = GaugeMetricFamily(
+            "homelab_server_cost_per_month",
+            "Estimated electricity cost of the server per 30 days, in the price's currency.",
+            labels=["server_id"],
+        )
+        for cost in costs.fleet_costs(self.electricity_price, self.currency).counted:
+            watts.add_metric([cost.server.id], cost.watts)
+            monthly.add_metric([cost.server.id], cost.cost_per_month)
+        yield watts
+        yield monthly
 
 
 class ControlMetrics:
     """One registry per app, so several apps (tests) never collide on metric names."""
 
-    def __init__(self) -> None:
+    def __init__(self, electricity_price: float = 0.30, currency: str = "EUR") -> None:
         self.registry = CollectorRegistry()
         self.heartbeats = Counter(
             "homelab_heartbeats_received",
@@ -108,7 +138,15 @@ class ControlMetrics:
             registry=self.registry,
             buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
         )
-        self.registry.register(FleetCollector())
+        self.alerts_received = Counter(
+            "homelab_alerts_received",
+            "Alerts received on the Alertmanager webhook by this process, by alert status.",
+            ["status"],
+            registry=self.registry,
+        )
+        for status in AlertStatus.ALL:
+            self.alerts_received.labels(status)  # both series exist from the start
+        self.registry.register(FleetCollector(electricity_price, currency))
 
     def observe_command(self, action_type: str, source: str, seconds: float) -> None:
         """Record one remote command's duration (called by Remediation)."""

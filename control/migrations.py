@@ -17,7 +17,7 @@ from playhouse.migrate import SchemaMigrator
 from playhouse.migrate import migrate as run_operations
 
 from control.db import db, is_sqlite, write_transaction
-from control.models import ALL_MODELS, Action, AuditEntry, BaseModel, SchedulerLease
+from control.models import ALL_MODELS, Action, Alert, AuditEntry, BaseModel, SchedulerLease
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +49,15 @@ def _v2_remediation(migrator: SchemaMigrator) -> None:
     db.execute_sql(OPEN_ACTION_INDEX)
 
 
+def _v3_alerts(migrator: SchemaMigrator) -> None:
+    """Version 3: server tags (http_sd labels) and the alerts received from Alertmanager."""
+    run_operations(migrator.add_column("server", "tags", pw.TextField(null=True)))
+    db.create_tables([Alert], safe=True)
+
+
 # Each step takes a SchemaMigrator; step N brings version N-1 to version N.
 # Version 1 is the initial schema (servers, samples, events, keys, scheduler rows).
-MIGRATIONS: list[Callable[[SchemaMigrator], None]] = [_v2_remediation]
+MIGRATIONS: list[Callable[[SchemaMigrator], None]] = [_v2_remediation, _v3_alerts]
 LATEST_VERSION = 1 + len(MIGRATIONS)
 MIGRATION_LOCK_ID = 0x484F4D45  # arbitrary, constant: "HOME"
 

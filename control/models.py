@@ -50,6 +50,7 @@ class Server(BaseModel):
     metrics_port = pw.IntegerField(null=True)
     last_seen_address = pw.CharField(max_length=45, null=True)
     is_paused = pw.BooleanField(default=False)  # maintenance mode: actions wait for approval
+    tags = pw.TextField(null=True)  # JSON list of ^[a-z0-9_]{1,32}$ names; NULL means none
     paused_at = pw.DateTimeField(null=True)
     # Points at the newest MetricsSample so the list view joins once instead of N+1 lookups.
     latest_sample_id = pw.BigIntegerField(null=True)
@@ -237,4 +238,56 @@ class JobRun(BaseModel):
     failures = pw.BigIntegerField(default=0)
 
 
-ALL_MODELS = [Server, MetricsSample, Event, ApiKey, Action, AuditEntry, SchedulerLease, JobRun]
+class AlertStatus:
+    """The values of `Alert.status`, as Alertmanager reports them."""
+
+    FIRING = "firing"
+    RESOLVED = "resolved"
+    ALL = (FIRING, RESOLVED)
+
+
+class Alert(BaseModel):
+    """One alert occurrence received from Alertmanager: unique by fingerprint and start time.
+
+    A redelivery updates the row; `server_id` is a plain column (from the `server_id` label),
+    so an alert outlives its server like events do.
+    """
+
+    id = pw.BigAutoField()
+    fingerprint = pw.CharField(max_length=64)
+    alertname = pw.CharField(max_length=255)
+    status = pw.CharField(max_length=16)  # the alert's own status, never its `status` label
+    labels = pw.TextField()  # JSON object
+    annotations = pw.TextField()  # JSON object
+    starts_at = pw.DateTimeField()
+    ends_at = pw.DateTimeField(null=True)
+    generator_url = pw.TextField(null=True)
+    server_id = pw.CharField(max_length=100, null=True)
+    first_received_at = pw.DateTimeField(default=utcnow)
+    last_received_at = pw.DateTimeField(default=utcnow)
+    received_count = pw.IntegerField(default=1)
+    action_id = pw.BigIntegerField(null=True)
+    remediation_rule = pw.CharField(max_length=64, null=True)
+    remediation = pw.CharField(max_length=16, null=True)  # queued, duplicate, refused
+    remediation_detail = pw.TextField(null=True)
+
+    class Meta:
+        indexes = (
+            (("fingerprint", "starts_at"), True),
+            (("status", "id"), False),
+            (("server_id", "id"), False),
+            (("alertname", "id"), False),
+        )
+
+
+ALL_MODELS = [
+    Server,
+    MetricsSample,
+    Event,
+    ApiKey,
+    Action,
+    AuditEntry,
+    SchedulerLease,
+    JobRun,
+    Alert,
+]

@@ -5,10 +5,33 @@ from __future__ import annotations
 import flask_smorest
 from flask import Flask
 
-from control.api import actions, agents, audit, commands, docs, errors, events, servers, system
+from control.api import (
+    actions,
+    agents,
+    alerts,
+    audit,
+    commands,
+    costs,
+    docs,
+    errors,
+    events,
+    prometheus,
+    servers,
+    system,
+)
 from control.api.auth import SECURITY_SCHEMES
 
-RESOURCE_BLUEPRINTS = [servers.blp, commands.blp, agents.blp, actions.blp, events.blp, audit.blp]
+RESOURCE_BLUEPRINTS = [
+    servers.blp,
+    commands.blp,
+    agents.blp,
+    actions.blp,
+    events.blp,
+    audit.blp,
+    prometheus.blp,
+    alerts.blp,
+    costs.blp,
+]
 
 OPENAPI_CONFIG = {
     "API_TITLE": "homelabcmd control",

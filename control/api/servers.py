@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import marshmallow as ma
 from flask.views import MethodView
 
-from control import fleet, maintenance
+from control import fleet, maintenance, targets
 from control.api.actions import ActionPageSchema, ActionQuerySchema, list_page
 from control.api.auth import authenticate, require
 from control.api.base import Blueprint
@@ -18,6 +20,15 @@ from control.api.fields import (
     validate_ip,
 )
 from control.models import METRIC_FIELDS, ServerStatus
+
+TAG_PATTERN = r"^[a-z0-9_]{1,32}$"
+MAX_TAGS = 16
+
+
+def _unique(tags: list[str]) -> None:
+    if len(set(tags)) != len(tags):
+        raise ma.ValidationError("Tags must be unique.")
+
 
 blp = Blueprint(
     "servers",
@@ -45,6 +56,18 @@ class ServerFields(ma.Schema):
             SSH_USER_PATTERN, "A POSIX user name: lowercase letter or '_' first, up to 32 chars."
         ),
     )
+    tags = ma.fields.List(
+        ma.fields.String(validate=fullmatch(TAG_PATTERN, "Lowercase letters, digits, '_'; 1-32.")),
+        validate=[ma.validate.Length(max=MAX_TAGS), _unique],
+        metadata={"description": 'Become Prometheus target labels tag_<name>="true".'},
+    )
+
+    @ma.post_load
+    def store_tags(self, data, **kwargs):
+        """Tags are stored as a sorted JSON list (NULL when there are none)."""
+        if "tags" in data:
+            data["tags"] = json.dumps(sorted(data["tags"])) if data["tags"] else None
+        return data
 
 
 class ServerCreateSchema(ServerFields):
@@ -98,6 +121,7 @@ class ServerSchema(ma.Schema):
     architecture = ma.fields.String(allow_none=True)
     agent_version = ma.fields.String(allow_none=True)
     metrics_port = ma.fields.Integer(allow_none=True)
+    tags = ma.fields.Function(targets.server_tags, metadata={"type": "array"})
     is_paused = ma.fields.Boolean()
     paused_at = UtcDateTime(allow_none=True)
     last_seen = UtcDateTime(allow_none=True)

@@ -38,6 +38,7 @@ def test_version_1_database_gains_the_remediation_schema(app):
     from control.models import Action, AuditEntry
 
     Server.create(id="old", hostname="old")
+    _drop_version_3_schema()
     db.drop_tables([Action, AuditEntry])
     db.execute_sql("ALTER TABLE server DROP COLUMN is_paused")
     db.execute_sql("ALTER TABLE server DROP COLUMN paused_at")
@@ -50,3 +51,30 @@ def test_version_1_database_gains_the_remediation_schema(app):
     assert Action.select().count() == 0 and AuditEntry.select().count() == 0
     indexes = {index.name for index in db.get_indexes("action")}
     assert "action_one_open" in indexes
+
+
+def _drop_version_3_schema() -> None:
+    """Take a current database back to the version-2 shape: no server tags, no alert table."""
+    from control.models import Alert
+
+    db.drop_tables([Alert])
+    db.execute_sql("ALTER TABLE server DROP COLUMN tags")
+    SchemaVersion.update(version=2).execute()
+
+
+def test_version_2_database_gains_tags_and_the_alert_table(app):
+    from control.models import Action, Alert
+
+    Server.create(id="old", hostname="old", is_paused=True)
+    Action.create(server="old", action_type="clear_logs", command="journalctl", created_by="me")
+    _drop_version_3_schema()
+    assert "tags" not in {column.name for column in db.get_columns("server")}
+
+    assert migrations.migrate() == migrations.LATEST_VERSION == 3
+    assert "tags" in {column.name for column in db.get_columns("server")}
+    old = Server.get_by_id("old")
+    assert (old.tags, old.is_paused) == (None, True)
+    assert Action.select().count() == 1
+    assert Alert.select().count() == 0
+    indexes = {tuple(index.columns): index.unique for index in db.get_indexes("alert")}
+    assert indexes[("fingerprint", "starts_at")] is True

@@ -1,0 +1,181 @@
+"""`/api/v1/alerts`: the Alertmanager webhook and the alerts it delivered."""
+
+from __future__ import annotations
+
+import json
+
+import marshmallow as ma
+from flask import current_app
+from flask.views import MethodView
+
+from control import alerts
+from control.api.auth import require
+from control.api.base import Blueprint
+from control.api.fields import UtcDateTime, fullmatch
+from control.api.paging import PageQuerySchema, page, page_schema
+from control.models import AlertStatus
+
+blp = Blueprint(
+    "alerts",
+    __name__,
+    url_prefix="/api/v1/alerts",
+    description="Alerts from Alertmanager and the remediation actions they queued.",
+)
+
+LABEL_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,254}$"
+MAX_ALERTS_PER_DELIVERY = 1000
+
+
+class AlertmanagerAlertSchema(ma.Schema):
+    """One alert of an Alertmanager webhook (v4) notification; unknown keys are ignored."""
+
+    class Meta:
+        unknown = ma.EXCLUDE
+
+    status = ma.fields.String(required=True, validate=ma.validate.OneOf(AlertStatus.ALL))
+    labels = ma.fields.Dict(
+        keys=ma.fields.String(validate=fullmatch(LABEL_NAME_PATTERN, "Not a label name.")),
+        values=ma.fields.String(validate=ma.validate.Length(max=4096)),
+        required=True,
+    )
+    annotations = ma.fields.Dict(
+        keys=ma.fields.String(validate=ma.validate.Length(1, 255)),
+        values=ma.fields.String(validate=ma.validate.Length(max=16384)),
+        load_default=dict,
+    )
+    starts_at = UtcDateTime(data_key="startsAt", required=True)
+    ends_at = UtcDateTime(data_key="endsAt", allow_none=True, load_default=None)
+    generator_url = ma.fields.String(
+        data_key="generatorURL",
+        allow_none=True,
+        load_default=None,
+        validate=ma.validate.Length(max=4096),
+    )
+    fingerprint = ma.fields.String(
+        required=True, validate=fullmatch(r"^[0-9a-f]{1,64}$", "1-64 lowercase hex digits.")
+    )
+
+    @ma.validates_schema
+    def has_alertname(self, data, **kwargs):
+        """Alertmanager always sends `alertname`; without it the alert cannot be stored."""
+        name = data.get("labels", {}).get("alertname")
+        if not name or len(name) > 255:
+            raise ma.ValidationError("an alertname label of 1-255 characters is required", "labels")
+
+    @ma.post_load
+    def unset_zero_end(self, data, **kwargs):
+        """Alertmanager writes "no end" as 0001-01-01T00:00:00Z."""
+        if data["ends_at"] is not None and data["ends_at"].year <= 1:
+            data["ends_at"] = None
+        return data
+
+
+class AlertmanagerWebhookSchema(ma.Schema):
+    """Body of POST /alerts/alertmanager: Alertmanager's webhook payload, version 4."""
+
+    class Meta:
+        unknown = ma.EXCLUDE
+
+    version = ma.fields.String(required=True, validate=ma.validate.Equal("4"))
+    status = ma.fields.String(validate=ma.validate.OneOf(AlertStatus.ALL))
+    receiver = ma.fields.String()
+    alerts = ma.fields.List(
+        ma.fields.Nested(AlertmanagerAlertSchema),
+        required=True,
+        validate=ma.validate.Length(max=MAX_ALERTS_PER_DELIVERY),
+    )
+
+
+class AlertSchema(ma.Schema):
+    """A stored alert occurrence and what remediation made of it."""
+
+    id = ma.fields.Integer()
+    fingerprint = ma.fields.String()
+    alertname = ma.fields.String()
+    status = ma.fields.String(metadata={"enum": list(AlertStatus.ALL)})
+    server_id = ma.fields.String(allow_none=True)
+    labels = ma.fields.Function(lambda a: json.loads(a.labels), metadata={"type": "object"})
+    annotations = ma.fields.Function(
+        lambda a: json.loads(a.annotations), metadata={"type": "object"}
+    )
+    starts_at = UtcDateTime()
+    ends_at = UtcDateTime(allow_none=True)
+    generator_url = ma.fields.String(allow_none=True)
+    first_received_at = UtcDateTime()
+    last_received_at = UtcDateTime()
+    received_count = ma.fields.Integer()
+    action_id = ma.fields.Integer(allow_none=True)
+    remediation_rule = ma.fields.String(allow_none=True)
+    remediation = ma.fields.String(
+        allow_none=True, metadata={"enum": ["queued", "duplicate", "refused", None]}
+    )
+    remediation_detail = ma.fields.String(allow_none=True)
+
+
+AlertPageSchema = page_schema("alerts", AlertSchema, "AlertPageSchema")
+
+
+class ReceivedSchema(ma.Schema):
+    """Response of the webhook: every alert of the delivery as stored."""
+
+    received = ma.fields.Function(lambda r: len(r.alerts))
+    alerts = ma.fields.List(ma.fields.Nested(AlertSchema))
+
+
+class AlertQuerySchema(PageQuerySchema):
+    """Filters for GET /alerts (`status` is the alert's own, firing or resolved)."""
+
+    status = ma.fields.String(validate=ma.validate.OneOf(AlertStatus.ALL))
+    alertname = ma.fields.String(validate=ma.validate.Length(1, 255))
+    server_id = ma.fields.String(validate=ma.validate.Length(1, 100))
+
+
+@blp.route("")
+class Alerts(MethodView):
+    """Alerts received."""
+
+    @require("read")
+    @blp.arguments(AlertQuerySchema, location="query")
+    @blp.response(200, AlertPageSchema)
+    def get(self, query):
+        """List alerts, newest first; filter by status, alertname, server_id"""
+        rows, total = alerts.list_alerts(
+            query.get("status"),
+            query.get("alertname"),
+            query.get("server_id"),
+            query["limit"],
+            query["offset"],
+        )
+        return page(rows, total, query, "alerts")
+
+
+@blp.route("/<int:alert_id>")
+class AlertById(MethodView):
+    """One alert."""
+
+    @require("read")
+    @blp.response(200, AlertSchema)
+    @blp.alt_response(404, response="NOT_FOUND")
+    def get(self, alert_id):
+        """Get an alert with its labels, annotations and remediation outcome"""
+        return alerts.get_alert(alert_id)
+
+
+@blp.route("/alertmanager")
+class AlertmanagerWebhook(MethodView):
+    """Alertmanager's webhook receiver (send the operator key as Bearer)."""
+
+    @require("write")
+    @blp.arguments(AlertmanagerWebhookSchema)
+    @blp.response(200, ReceivedSchema)
+    def post(self, body):
+        """Store a webhook delivery and queue the actions its firing alerts' rules ask for"""
+        context = current_app.extensions["homelab"]
+        received = alerts.receive(
+            body["alerts"], context.remediation_rules, context.remediation.whitelist
+        )
+        for alert in body["alerts"]:
+            context.metrics.alerts_received.labels(alert["status"]).inc()
+        if received.queued_approved:
+            context.wake()
+        return received
