@@ -99,8 +99,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         raise _database_failure(exc) from None
     try:
         server = create_server(
-            app, host=args.host, port=args.port, threads=args.threads, ident="homelab-control"
-        )
+            app, host=args.host, port=args.port, threads=args.threads, ident="homelab-control",
+            connection_limit=1000, asyncore_use_poll=True,  # 100 + select() starve a busy fleet
+        )  # fmt: skip
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise ConfigError(f"port {args.port} on {args.host} is already in use") from None
