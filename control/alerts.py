@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,8 @@ from control.remediation_rules import RemediationRules, RuleNotApplicable
 from control.whitelist import Whitelist
 
 RETRY_AFTER = dt.timedelta(hours=1)
+MAX_ID = 2**63 - 1
+SERVER_ID = re.compile(r"[a-z0-9-]{1,100}", re.ASCII)
 ALERT_FIRING = "alert_firing"  # event types
 ALERT_RESOLVED = "alert_resolved"
 
@@ -56,7 +59,7 @@ class Received:
 
 def get_alert(alert_id: int) -> Alert:
     """One alert, or NotFound."""
-    alert = Alert.get_or_none(Alert.id == alert_id)
+    alert = Alert.get_or_none(Alert.id == alert_id) if 0 < alert_id <= MAX_ID else None
     if alert is None:
         raise NotFound(f"Alert {alert_id} not found")
     return alert
@@ -110,6 +113,8 @@ def _store(item: dict[str, Any], now: dt.datetime) -> Alert:
     """Insert or update the occurrence; a resolved occurrence never goes back to firing."""
     labels = item["labels"]
     server_id = labels.get("server_id")
+    if server_id is not None and not SERVER_ID.fullmatch(server_id):
+        server_id = None  # not one of ours; the label itself is kept in `labels`
     content = {
         "status": item["status"],
         "labels": json.dumps(labels, sort_keys=True),
@@ -126,7 +131,7 @@ def _store(item: dict[str, Any], now: dt.datetime) -> Alert:
                         fingerprint=item["fingerprint"],
                         alertname=labels["alertname"],
                         starts_at=item["starts_at"],
-                        server_id=server_id if server_id and len(server_id) <= 100 else None,
+                        server_id=server_id,
                         first_received_at=now,
                         last_received_at=now,
                         **content,
@@ -200,6 +205,8 @@ def _queue(
     server_id = labels.get("server_id")
     if not server_id:
         return None, Remediation.REFUSED, "the alert has no server_id label"
+    if not SERVER_ID.fullmatch(server_id):
+        return None, Remediation.REFUSED, "the alert's server_id label is not a server id"
     try:
         parameters = rule.render(labels)
         action = actions.create_action(

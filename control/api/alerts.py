@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import marshmallow as ma
 from flask import current_app
@@ -23,7 +24,18 @@ blp = Blueprint(
 )
 
 LABEL_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,254}$"
+NO_CONTROL_CHARACTERS = re.compile(r"[^\x00-\x1f\x7f]{1,255}")
 MAX_ALERTS_PER_DELIVERY = 1000
+
+
+class AlertTime(UtcDateTime):
+    """An Alertmanager timestamp; one that leaves Python's date range in UTC is invalid."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        try:
+            return super()._deserialize(value, attr, data, **kwargs)
+        except OverflowError:
+            raise ma.ValidationError("Date out of range.") from None
 
 
 class AlertmanagerAlertSchema(ma.Schema):
@@ -43,13 +55,13 @@ class AlertmanagerAlertSchema(ma.Schema):
         values=ma.fields.String(validate=ma.validate.Length(max=16384)),
         load_default=dict,
     )
-    starts_at = UtcDateTime(data_key="startsAt", required=True)
-    ends_at = UtcDateTime(data_key="endsAt", allow_none=True, load_default=None)
+    starts_at = AlertTime(data_key="startsAt", required=True)
+    ends_at = AlertTime(data_key="endsAt", allow_none=True, load_default=None)
     generator_url = ma.fields.String(
         data_key="generatorURL",
         allow_none=True,
         load_default=None,
-        validate=ma.validate.Length(max=4096),
+        validate=fullmatch(r"^[\x20-\x7e]{0,4096}$", "Printable ASCII, up to 4096 characters."),
     )
     fingerprint = ma.fields.String(
         required=True, validate=fullmatch(r"^[0-9a-f]{1,64}$", "1-64 lowercase hex digits.")
@@ -59,8 +71,11 @@ class AlertmanagerAlertSchema(ma.Schema):
     def has_alertname(self, data, **kwargs):
         """Alertmanager always sends `alertname`; without it the alert cannot be stored."""
         name = data.get("labels", {}).get("alertname")
-        if not name or len(name) > 255:
-            raise ma.ValidationError("an alertname label of 1-255 characters is required", "labels")
+        if not name or not NO_CONTROL_CHARACTERS.fullmatch(name):
+            raise ma.ValidationError(
+                "an alertname label of 1-255 characters without control characters is required",
+                "labels",
+            )
 
     @ma.post_load
     def unset_zero_end(self, data, **kwargs):

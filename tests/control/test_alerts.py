@@ -192,6 +192,15 @@ def test_alert_without_server_id_label_is_refused(client, auth, web1):
     assert alert["remediation_detail"] == "the alert has no server_id label"
 
 
+@pytest.mark.parametrize("server_id", ["web-1\x00", "WEB-1", "web 1", "x" * 101, ""])
+def test_malformed_server_id_label_is_kept_in_labels_and_refused(client, auth, web1, server_id):
+    alert = deliver(client, auth, FIRING, labels={"server_id": server_id})["alerts"][0]
+    assert alert["server_id"] is None
+    assert alert["labels"]["server_id"] == server_id
+    assert alert["remediation"] == "refused"
+    assert Action.select().count() == 0
+
+
 def test_alert_missing_a_label_the_rule_needs_is_refused(client, auth, web1):
     payload = copy.deepcopy(FIRING)
     del payload["alerts"][0]["labels"]["name"]
@@ -287,8 +296,9 @@ def test_list_filters_and_paginates(client, auth, web1):
 def test_get_alert_by_id_and_404(client, auth, web1):
     alert = deliver(client, auth, FIRING)["alerts"][0]
     assert client.get(f"/api/v1/alerts/{alert['id']}", headers=auth.viewer).json == alert
-    missing = client.get("/api/v1/alerts/999999", headers=auth.viewer)
-    assert (missing.status_code, missing.json["code"]) == (404, "NOT_FOUND")
+    for alert_id in (999999, 2**64):
+        missing = client.get(f"/api/v1/alerts/{alert_id}", headers=auth.viewer)
+        assert (missing.status_code, missing.json["code"]) == (404, "NOT_FOUND")
 
 
 @pytest.mark.parametrize(
@@ -300,7 +310,11 @@ def test_get_alert_by_id_and_404(client, auth, web1):
         (lambda p: p["alerts"][0].update(fingerprint="NOT HEX"), "alerts"),
         (lambda p: p["alerts"][0].update(status="online"), "alerts"),
         (lambda p: p["alerts"][0].update(startsAt="yesterday"), "alerts"),
+        (lambda p: p["alerts"][0].update(startsAt="0001-01-01T00:00:00+05:00"), "alerts"),
+        (lambda p: p["alerts"][0].update(endsAt="9999-12-31T23:59:59-05:00"), "alerts"),
         (lambda p: p["alerts"][0]["labels"].update({"bad-name": "x"}), "alerts"),
+        (lambda p: p["alerts"][0]["labels"].update(alertname="Down\x00"), "alerts"),
+        (lambda p: p["alerts"][0].update(generatorURL="http://x/\x00"), "alerts"),
     ],
 )
 def test_malformed_payloads_are_422_and_store_nothing(client, auth, web1, change, field):
