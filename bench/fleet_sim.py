@@ -14,8 +14,8 @@ The load comes from one asyncio process over raw keep-alive HTTP/1.1 connections
 share and how late it sent each heartbeat against the schedule are printed, so a saturated
 client is visible rather than mistaken for a slow control.
 
-    .venv/bin/python bench/fleet_sim.py [--agents 10000] [--speedup 4] [--minutes 5]
-        [--connections 32] [--threads 8] [--smoke]
+    .venv/bin/python bench/fleet_sim.py [--agents 10000] [--speedup 2] [--minutes 6]
+        [--connections 64] [--threads 8] [--smoke]
 
 Exit status 1 when any request failed, a healthy agent went offline, or a silent one did not.
 """
@@ -378,7 +378,7 @@ def main() -> int:
     """Parse flags and run the simulation."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--agents", type=int, default=10_000)
-    parser.add_argument("--speedup", type=float, default=4.0, help="time compression factor")
+    parser.add_argument("--speedup", type=float, default=2.0, help="time compression factor")
     parser.add_argument("--minutes", type=float, default=6.0, help="simulated minutes")
     parser.add_argument("--silent", type=int, default=10, help="agents that die after one beat")
     parser.add_argument("--connections", type=int, default=64, help="keep-alive connections")
