@@ -7,6 +7,7 @@ instead of failing with "database is locked"; PostgreSQL is used through psycopg
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +36,77 @@ SQLITE_PRAGMAS = {
 }
 
 
+class FileSqliteDatabase(peewee.SqliteDatabase):
+    """SQLite on a file that notices when the file is removed or replaced under it.
+
+    An open SQLite connection keeps using a deleted file's inode, so without this check writes
+    would go on "succeeding" into a file nobody will ever read again. Each request's
+    `connect(reuse_if_open=True)` compares the path with the file this thread opened: a missing
+    file is an OperationalError (the API answers 503) and never silently creates an empty
+    database; a file put back (restored) is reopened, so control recovers without a restart.
+    """
+
+    def __init__(self, path: str, **kwargs):
+        super().__init__(path, **kwargs)
+        self._opened = threading.local()  # (st_dev, st_ino) of the file each thread opened
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        try:
+            stat = os.stat(self.database)
+        except FileNotFoundError:
+            return None
+        return stat.st_dev, stat.st_ino
+
+    def _connect(self):
+        identity = self._file_identity()
+        if identity is None and getattr(self, "_existed", False):
+            raise peewee.OperationalError(f"database file {self.database} is missing")
+        connection = super()._connect()
+        self._existed = True
+        self._opened.identity = self._file_identity()
+        return connection
+
+    def connect(self, reuse_if_open: bool = False) -> bool:
+        """Connect this thread, first dropping a connection whose file was removed or replaced."""
+        if not self.is_closed() and self._file_identity() != getattr(
+            self._opened, "identity", None
+        ):
+            self.close()
+        return super().connect(reuse_if_open=reuse_if_open)
+
+    def writable_problem(self) -> str | None:
+        """Why writes would fail right now (read-only, full, file gone), or None."""
+        if self._file_identity() is None:
+            return "database file is missing"
+        if not os.access(self.database, os.W_OK):
+            return "database file is read-only"
+        if self.execute_sql("PRAGMA query_only").fetchone()[0]:
+            return "database is read-only"
+        pages = self.execute_sql("PRAGMA page_count").fetchone()[0]
+        if pages >= self.execute_sql("PRAGMA max_page_count").fetchone()[0]:
+            return "database is full"
+        return None
+
+
+def write_problem() -> str | None:
+    """Why the bound database cannot take writes right now, or None (SQLite file only)."""
+    database = db.obj
+    return database.writable_problem() if isinstance(database, FileSqliteDatabase) else None
+
+
+def drop_broken_connection() -> None:
+    """After a database error, close this thread's connection if it may be dead.
+
+    peewee keeps one connection per thread; after a PostgreSQL restart it is dead and every
+    later request on the thread would fail. Closing it makes the next request reconnect.
+    SQLite connections survive errors (and carry per-connection state), so they are kept.
+    """
+    if db.obj is None or is_sqlite() or db.is_closed():
+        return
+    with contextlib.suppress(peewee.DatabaseError):
+        db.close()
+
+
 def open_database(url: str) -> peewee.Database:
     """Create (not yet connect) a database object for `url`, checking it is usable."""
     scheme = urlparse(url).scheme
@@ -46,7 +118,8 @@ def open_database(url: str) -> peewee.Database:
                 directory.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise ConfigError(f"HOMELAB_DATA_DIR: cannot create {directory}: {exc}") from None
-        return peewee.SqliteDatabase(
+        kind = peewee.SqliteDatabase if path == ":memory:" else FileSqliteDatabase
+        return kind(
             path, pragmas=SQLITE_PRAGMAS, timeout=10, check_same_thread=False, returning_clause=True
         )
     if scheme in {"postgres", "postgresql"}:

@@ -9,6 +9,7 @@ import peewee
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
+from control import db
 from control.errors import ControlError, Unavailable
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,7 @@ def handle_control_error(error: ControlError):
 def handle_database_error(error: Exception):
     """The database is unreachable, locked beyond the timeout, read-only or full."""
     log.error("database unavailable: %s", error)
+    db.drop_broken_connection()  # a dead PostgreSQL connection: the next request reconnects
     return handle_control_error(Unavailable("Database unavailable, try again shortly"))
 
 

@@ -15,15 +15,26 @@ HOSTNAME_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,254})$"
 SSH_USER_PATTERN = r"^[a-z_][a-z0-9_-]{0,31}$"
 
 
-def fullmatch(pattern: str, error: str) -> ma.validate.Validator:
-    """A validator applying `re.fullmatch` with ASCII semantics (`$` alone accepts a newline)."""
-    compiled = re.compile(pattern, re.ASCII)
+class FullMatch(ma.validate.Validator):
+    """`re.fullmatch` with ASCII semantics (`$` alone would accept a trailing newline).
 
-    def validate(value: str) -> None:
-        if not isinstance(value, str) or compiled.fullmatch(value) is None:
-            raise ma.ValidationError(error)
+    Exposes `regex` like marshmallow's `Regexp`, so apispec documents it as the OpenAPI
+    `pattern` and clients (and schemathesis) know the rule before they are refused.
+    """
 
-    return validate
+    def __init__(self, pattern: str, error: str):
+        self.regex = re.compile(pattern, re.ASCII)
+        self.error = error
+
+    def __call__(self, value: str) -> str:
+        if not isinstance(value, str) or self.regex.fullmatch(value) is None:
+            raise ma.ValidationError(self.error)
+        return value
+
+
+def fullmatch(pattern: str, error: str) -> FullMatch:
+    """A validator that accepts only strings matching `pattern` in full."""
+    return FullMatch(pattern, error)
 
 
 def validate_ip(value: str) -> None:
@@ -32,6 +43,21 @@ def validate_ip(value: str) -> None:
         ipaddress.ip_address(value)
     except ValueError:
         raise ma.ValidationError("Not a valid IPv4 or IPv6 address.") from None
+
+
+def IpAddress(**kwargs) -> ma.fields.String:
+    """An IPv4 or IPv6 address, documented as such (OpenAPI `anyOf` ipv4 / ipv6 formats)."""
+    nullable = {"nullable": True} if kwargs.get("allow_none") else {}
+    metadata = {
+        "anyOf": [
+            {"type": "string", "format": "ipv4", **nullable},
+            {"type": "string", "format": "ipv6", **nullable},
+        ],
+        **kwargs.pop("metadata", {}),
+    }
+    return ma.fields.String(
+        validate=[ma.validate.Length(max=45), validate_ip], metadata=metadata, **kwargs
+    )
 
 
 class UtcDateTime(ma.fields.DateTime):

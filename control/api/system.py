@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from control.db import db
+from control.db import db, write_problem
 from control.errors import Unavailable
 
 blp = Blueprint("system", __name__)
@@ -16,9 +16,12 @@ def health():
     """Liveness and readiness: 200 when the database answers, 503 otherwise."""
     try:
         db.execute_sql("SELECT 1")
+        problem = write_problem()
     except Exception as exc:  # any failure to reach the database means "not ready"
         db.close()
         raise Unavailable(f"Database unavailable: {type(exc).__name__}") from None
+    if problem:  # reachable but cannot take heartbeats: not ready either
+        raise Unavailable(f"Database unavailable: {problem}")
     return jsonify(
         {"status": "ok", "database": "ok", "version": current_app.extensions["homelab"].version}
     )

@@ -1,0 +1,273 @@
+"""Inventory scale: 10,000 servers with metrics history, on SQLite and PostgreSQL.
+
+Measures, in-process against the real app and domain functions:
+
+- `GET /api/v1/servers` (all 10,000, each with `latest_metrics`): p50/p95 and SQL statements per
+  request (goal p95 <= 200 ms, one or two queries, no N+1);
+- the offline tick, `control.fleet.mark_offline` (goal <= 50 ms): a quiet tick (nothing to
+  change) and one that takes 1% of the fleet offline;
+- the retention prune, `control.fleet.prune_history`, deleting a day of samples for every server;
+- storage per server-month at 60 s heartbeats (goal <= 2 MB): a measured day of samples for a
+  sample of servers (in full heartbeat-sized rows, indexes included), scaled to 30 days.
+
+    .venv/bin/python bench/inventory_scale.py [--servers 10000] [--history 10]
+        [--databases sqlite,postgres] [--runs 20] [--smoke]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import peewee
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from control import fleet
+from control.app import create_app
+from control.config import load_settings
+from control.db import db
+from control.models import METRIC_FIELDS, MetricsSample, Server, ServerStatus, utcnow
+from tests.postgres import PostgresCluster
+
+KEY = "bench-viewer-key"
+GOALS = {"list_p95_ms": 200.0, "offline_ms": 50.0, "mb_per_server_month": 2.0}
+CHUNK = 500
+
+
+class StatementCounter(logging.Handler):
+    """Counts the SQL statements peewee runs (it logs each one at DEBUG)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
+
+
+def sample_row(server_id: str, received: dt.datetime) -> dict:
+    """One heartbeat's metrics row, every field filled (the largest a sample gets)."""
+    row = {f: round(random.uniform(0, 100), 1) for f in METRIC_FIELDS}
+    row.update(
+        memory_total_mb=16384,
+        memory_used_mb=random.randint(1000, 16000),
+        network_rx_bytes=random.randint(10**9, 10**12),
+        network_tx_bytes=random.randint(10**9, 10**12),
+        uptime_seconds=random.randint(10**4, 10**7),
+    )
+    return {"server": server_id, "timestamp": received, "received_at": received, **row}
+
+
+def populate(servers: int, history: int, now: dt.datetime) -> None:
+    """`servers` online servers, each with `history` samples a minute apart, plus one day-old
+    sample each (what the prune will delete); `latest_sample_id` set as heartbeats set it."""
+    with db.atomic():
+        for start in range(0, servers, CHUNK):
+            Server.insert_many(
+                [
+                    {
+                        "id": f"srv-{i:05d}",
+                        "hostname": f"srv-{i:05d}.lan",
+                        "status": ServerStatus.ONLINE,
+                        "last_seen": now - dt.timedelta(seconds=random.randint(0, 60)),
+                        "os_distribution": "Debian GNU/Linux",
+                        "os_version": "12",
+                        "kernel_version": "6.1.0-18-amd64",
+                        "architecture": "x86_64",
+                        "agent_version": "0.1.0",
+                        "metrics_port": 9100,
+                        "tdp_watts": 35,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for i in range(start, min(start + CHUNK, servers))
+                ]
+            ).execute()
+        rows = []
+        for i in range(servers):
+            old = now - dt.timedelta(days=31, minutes=i % 60)
+            rows.append(sample_row(f"srv-{i:05d}", old))
+            rows += [
+                sample_row(f"srv-{i:05d}", now - dt.timedelta(minutes=m)) for m in range(history)
+            ]
+            if len(rows) >= CHUNK * 4:
+                MetricsSample.insert_many(rows).execute()
+                rows = []
+        if rows:
+            MetricsSample.insert_many(rows).execute()
+        latest = MetricsSample.select(peewee.fn.MAX(MetricsSample.id)).where(
+            MetricsSample.server == Server.id
+        )
+        Server.update(latest_sample_id=latest).execute()
+
+
+def timed_ms(call) -> float:
+    """Wall time of one call, in milliseconds."""
+    started = time.perf_counter()
+    call()
+    return (time.perf_counter() - started) * 1000
+
+
+def database_bytes(url: str) -> int:
+    """What the database occupies: the SQLite file (after a checkpoint) or the PostgreSQL DB."""
+    if url.startswith("sqlite"):
+        db.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        page_count = db.execute_sql("PRAGMA page_count").fetchone()[0]
+        page_size = db.execute_sql("PRAGMA page_size").fetchone()[0]
+        return page_count * page_size
+    db.execute_sql("VACUUM ANALYZE")  # settle visibility map/free space, as a live DB would
+    return db.execute_sql("SELECT pg_database_size(current_database())").fetchone()[0]
+
+
+def storage_per_server_month(url: str, sample_servers: int, minutes: int) -> float:
+    """MB per server-month at 60 s heartbeats, extrapolated from `minutes` of samples."""
+    ids = [f"srv-{i:05d}" for i in range(sample_servers)]
+    before = database_bytes(url)
+    start = utcnow()
+    with db.atomic():
+        rows = []
+        for minute in range(minutes):
+            stamp = start + dt.timedelta(minutes=minute + 1)
+            rows += [sample_row(server_id, stamp) for server_id in ids]
+            if len(rows) >= CHUNK * 4:
+                MetricsSample.insert_many(rows).execute()
+                rows = []
+        if rows:
+            MetricsSample.insert_many(rows).execute()
+    grown = database_bytes(url) - before
+    per_sample = grown / (sample_servers * minutes)
+    return per_sample * 60 * 24 * 30 / 1e6
+
+
+def run(name: str, url: str, args) -> dict:
+    """Populate a fresh database at `url` and take every measurement."""
+    with tempfile.TemporaryDirectory(prefix="bench-inv-") as data_dir:
+        app = create_app(
+            load_settings(environ={}, data_dir=data_dir, database_url=url, viewer_key=KEY)
+        )
+        client = app.test_client()
+        now = utcnow()
+        started = time.perf_counter()
+        populate(args.servers, args.history, now)
+        populate_s = time.perf_counter() - started
+
+        counter = StatementCounter()
+        peewee_log = logging.getLogger("peewee")
+        peewee_log.addHandler(counter)
+        peewee_log.setLevel(logging.DEBUG)
+        list_ms, statements = [], []
+        for _ in range(args.runs):
+            counter.count = 0
+            elapsed = timed_ms(
+                lambda: client.get("/api/v1/servers", headers={"X-API-Key": KEY}).close()
+            )
+            list_ms.append(elapsed)
+            statements.append(counter.count)
+        peewee_log.removeHandler(counter)
+        peewee_log.setLevel(logging.WARNING)
+        body = client.get("/api/v1/servers", headers={"X-API-Key": KEY}).get_json()
+        assert body["total"] == args.servers, body.get("total")
+        assert body["servers"][0]["latest_metrics"] is not None
+
+        quiet = [timed_ms(lambda: fleet.mark_offline(180, now=now)) for _ in range(5)]
+        # Push 1% of the fleet past the threshold, then time the tick that catches them.
+        silent = [f"srv-{i:05d}" for i in range(0, args.servers, 100)]
+        Server.update(last_seen=now - dt.timedelta(hours=1)).where(Server.id.in_(silent)).execute()
+        changed_ms = timed_ms(lambda: fleet.mark_offline(180, now=now))
+        assert Server.select().where(Server.status == ServerStatus.OFFLINE).count() == len(silent)
+
+        samples_before = MetricsSample.select().count()
+        pruned: dict = {}
+        prune_ms = timed_ms(lambda: pruned.update(fleet.prune_history(30, now=now)))
+        assert pruned["samples"] == args.servers, pruned
+
+        mb = storage_per_server_month(url, args.size_servers, args.size_minutes)
+        db.close()
+    list_ms.sort()
+    return {
+        "name": name,
+        "populate_s": populate_s,
+        "samples": samples_before,
+        "list_p50": statistics.median(list_ms),
+        "list_p95": list_ms[max(0, int(len(list_ms) * 0.95) - 1)],
+        "statements": max(statements),
+        "offline_quiet": statistics.median(quiet),
+        "offline_changed": changed_ms,
+        "offline_changed_n": len(silent),
+        "prune_ms": prune_ms,
+        "pruned": pruned["samples"],
+        "mb_month": mb,
+    }
+
+
+def print_table(results: list[dict], args) -> None:
+    """One block per run: every figure beside its goal."""
+    print(
+        f"\ninventory scale: {args.servers} servers, {args.history + 1} samples each, "
+        f"GET /servers x{args.runs}; storage from {args.size_servers} servers x "
+        f"{args.size_minutes} min"
+    )
+    print(f"{'database':<9} {'figure':<34} {'value':>12}  goal")
+    for r in results:
+        rows = [
+            ("GET /servers p50", f"{r['list_p50']:.1f} ms", ""),
+            ("GET /servers p95", f"{r['list_p95']:.1f} ms", "<= 200 ms"),
+            ("GET /servers SQL statements", f"{r['statements']}", "1-2 (+1 auth)"),
+            ("offline tick, nothing to change", f"{r['offline_quiet']:.2f} ms", "<= 50 ms"),
+            (
+                f"offline tick, {r['offline_changed_n']} go offline",
+                f"{r['offline_changed']:.2f} ms",
+                "<= 50 ms",
+            ),
+            (f"retention prune ({r['pruned']} of {r['samples']})", f"{r['prune_ms']:.1f} ms", ""),
+            ("storage per server-month (60 s)", f"{r['mb_month']:.2f} MB", "<= 2 MB"),
+        ]
+        for figure, value, goal in rows:
+            print(f"{r['name']:<9} {figure:<34} {value:>12}  {goal}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--servers", type=int, default=10_000)
+    parser.add_argument("--history", type=int, default=10, help="recent samples per server")
+    parser.add_argument("--runs", type=int, default=20, help="GET /servers requests to time")
+    parser.add_argument("--size-servers", type=int, default=100, help="servers for storage")
+    parser.add_argument("--size-minutes", type=int, default=1440, help="minutes of samples")
+    parser.add_argument("--databases", default="sqlite,postgres", help="comma-separated")
+    parser.add_argument("--smoke", action="store_true", help="a few seconds, SQLite only")
+    args = parser.parse_args()
+    if args.smoke:
+        args.servers, args.history, args.runs = 300, 2, 3
+        args.size_servers, args.size_minutes, args.databases = 10, 60, "sqlite"
+    random.seed(6)
+    databases = [name.strip() for name in args.databases.split(",") if name.strip()]
+    results = []
+    for name in databases:
+        if name == "postgres":
+            if not PostgresCluster.find_bin("initdb"):
+                print("PostgreSQL (initdb) not installed: skipping postgres", file=sys.stderr)
+                continue
+            cluster = PostgresCluster()
+            cluster.start()
+            try:
+                results.append(run(name, cluster.url, args))
+            finally:
+                cluster.stop()
+        else:
+            with tempfile.TemporaryDirectory(prefix="bench-inv-db-") as tmp:
+                results.append(run(name, f"sqlite:///{os.path.join(tmp, 'homelab.db')}", args))
+    print_table(results, args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
