@@ -23,8 +23,7 @@ blp = Blueprint(
     description="Alerts from Alertmanager and the remediation actions they queued.",
 )
 
-LABEL_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,254}$"
-NO_CONTROL_CHARACTERS = re.compile(r"[^\x00-\x1f\x7f]{1,255}")
+ALERTNAME_PATTERN = r"^[^\x00-\x1f\x7f]{1,255}$"
 MAX_ALERTS_PER_DELIVERY = 1000
 
 
@@ -45,13 +44,26 @@ class AlertmanagerAlertSchema(ma.Schema):
         unknown = ma.EXCLUDE
 
     status = ma.fields.String(required=True, validate=ma.validate.OneOf(AlertStatus.ALL))
+    # Label and annotation names are stored as given (Alertmanager only sends valid ones);
+    # only `alertname` is required, and documented so in the OpenAPI schema.
     labels = ma.fields.Dict(
-        keys=ma.fields.String(validate=fullmatch(LABEL_NAME_PATTERN, "Not a label name.")),
+        keys=ma.fields.String(),
         values=ma.fields.String(validate=ma.validate.Length(max=4096)),
         required=True,
+        metadata={
+            "required": ["alertname"],
+            "properties": {
+                "alertname": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 255,
+                    "pattern": ALERTNAME_PATTERN,
+                }
+            },
+        },
     )
     annotations = ma.fields.Dict(
-        keys=ma.fields.String(validate=ma.validate.Length(1, 255)),
+        keys=ma.fields.String(),
         values=ma.fields.String(validate=ma.validate.Length(max=16384)),
         load_default=dict,
     )
@@ -71,7 +83,7 @@ class AlertmanagerAlertSchema(ma.Schema):
     def has_alertname(self, data, **kwargs):
         """Alertmanager always sends `alertname`; without it the alert cannot be stored."""
         name = data.get("labels", {}).get("alertname")
-        if not name or not NO_CONTROL_CHARACTERS.fullmatch(name):
+        if not isinstance(name, str) or not re.fullmatch(ALERTNAME_PATTERN, name):
             raise ma.ValidationError(
                 "an alertname label of 1-255 characters without control characters is required",
                 "labels",

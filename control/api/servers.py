@@ -121,7 +121,9 @@ class ServerSchema(ma.Schema):
     architecture = ma.fields.String(allow_none=True)
     agent_version = ma.fields.String(allow_none=True)
     metrics_port = ma.fields.Integer(allow_none=True)
-    tags = ma.fields.Function(targets.server_tags, metadata={"type": "array"})
+    tags = ma.fields.Function(
+        targets.server_tags, metadata={"type": "array", "items": {"type": "string"}}
+    )
     is_paused = ma.fields.Boolean()
     paused_at = UtcDateTime(allow_none=True)
     last_seen = UtcDateTime(allow_none=True)
