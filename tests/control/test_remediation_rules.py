@@ -97,3 +97,17 @@ def test_control_refuses_to_start_with_an_invalid_rule(tmp_path):
     assert len(lines) == 1, result.stderr
     assert "[remediation.restart_failed_unit]" in lines[0]
     assert "'reboot_everything' is not in the whitelist" in lines[0]
+
+
+def test_the_shipped_compose_commands_file_loads():
+    """deploy/commands.toml (mounted by docker-compose.yml) is a valid whitelist with rules."""
+    from pathlib import Path
+
+    from control.remediation_rules import load_rules
+    from control.whitelist import load_whitelist
+
+    path = Path(__file__).resolve().parents[2] / "deploy" / "commands.toml"
+    whitelist = load_whitelist(path)
+    rules = load_rules(whitelist, str(path))
+    assert "restart_service" in whitelist
+    assert [rule.name for rule in rules.rules] == ["restart_failed_unit"]
