@@ -1,0 +1,42 @@
+"""The control benchmarks still run: each in --smoke mode (seconds), exit 0, table printed.
+
+Not a performance test: no figure is compared with a goal here; bench/README.md holds those.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.postgres import require_binary
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+def run_bench(script: str) -> str:
+    result = subprocess.run(
+        [sys.executable, str(BENCH / script), "--smoke"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+@pytest.mark.integration
+def test_heartbeat_ingest_bench_runs():
+    require_binary(shutil.which("wrk"), "wrk (Debian package wrk)")
+    out = run_bench("heartbeat_ingest.py")
+    assert "baseline" in out and "sqlite" in out and "ratio" in out
+
+
+def test_inventory_scale_bench_runs():
+    out = run_bench("inventory_scale.py")
+    for figure in ("GET /servers p95", "offline tick", "retention prune", "server-month"):
+        assert figure in out
