@@ -276,6 +276,21 @@ class _CappedRemote(Remote):
             raise _NotStarted(_reason(exc)) from exc
         self.send_start_message(command)
 
+    def send_start_message(self, command):
+        # paramiko waits for sshd to confirm the exec request with no deadline, and invoke
+        # starts its timeout only afterwards: a host that freezes at that moment would hang the
+        # caller forever. Closing the transport after the connect timeout wakes that wait with
+        # an error (the connection is frozen anyway, so nothing usable is lost).
+        transport = self.channel.get_transport()
+        deadline = max(1, int(self.context.connect_timeout or 10))
+        watchdog = threading.Timer(deadline, transport.close)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            super().send_start_message(command)
+        finally:
+            watchdog.cancel()
+
     def _handle_output(self, buffer_, hide, output, reader):
         kept = bytearray()
         total = 0

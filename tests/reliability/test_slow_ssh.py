@@ -260,12 +260,6 @@ def test_host_that_freezes_mid_command_is_408_timeout_and_the_next_command_recon
     assert [entry["result"] for entry in audit] == ["completed", "timeout", "completed"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: paramiko's exec_command waits for sshd's reply without a deadline and "
-    "invoke starts its timeout timer only after that, so the request hangs until the TCP "
-    "connection dies; fix: bound the exec confirmation in control/executor.py",
-)
 def test_host_that_freezes_before_confirming_the_command_does_not_hang_the_request(
     client, auth, server, proxy
 ):
