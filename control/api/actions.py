@@ -32,17 +32,18 @@ def ActionType(**kwargs) -> ma.fields.String:
     )
 
 
+def Parameters() -> ma.fields.Dict:
+    """Action parameters: name → string value; which names a type takes is the whitelist's call."""
+    return ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.String(), load_default=dict)
+
+
 class ActionCreateSchema(ma.Schema):
     """Body of POST /actions. `service_name` is short for `parameters.service_name`."""
 
     server_id = ServerId(required=True)
     action_type = ActionType(required=True)
     service_name = ma.fields.String(validate=ma.validate.Length(max=255))
-    parameters = ma.fields.Dict(
-        keys=ma.fields.String(validate=ma.validate.Length(1, 64)),
-        values=ma.fields.Raw(),
-        load_default=dict,
-    )
+    parameters = Parameters()
     alert_id = ma.fields.Integer(
         strict=True, allow_none=True, validate=ma.validate.Range(1, 2**63 - 1)
     )
@@ -148,7 +149,7 @@ class Actions(MethodView):
         return action
 
 
-@blp.route("/<int:action_id>")
+@blp.route("/<int(max=9223372036854775807):action_id>")
 class ActionById(MethodView):
     """One action."""
 
@@ -160,7 +161,7 @@ class ActionById(MethodView):
         return actions.get_action(action_id)
 
 
-@blp.route("/<int:action_id>/approve")
+@blp.route("/<int(max=9223372036854775807):action_id>/approve")
 class ApproveAction(MethodView):
     """Approval of a pending action."""
 
@@ -175,7 +176,7 @@ class ApproveAction(MethodView):
         return action
 
 
-@blp.route("/<int:action_id>/reject")
+@blp.route("/<int(max=9223372036854775807):action_id>/reject")
 class RejectAction(MethodView):
     """Rejection of a pending action."""
 

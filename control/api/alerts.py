@@ -176,7 +176,7 @@ class Alerts(MethodView):
         return page(rows, total, query, "alerts")
 
 
-@blp.route("/<int:alert_id>")
+@blp.route("/<int(max=9223372036854775807):alert_id>")
 class AlertById(MethodView):
     """One alert."""
 

@@ -43,7 +43,8 @@ class AuditEntrySchema(ma.Schema):
     action_type = ma.fields.String(allow_none=True)
     argv = ma.fields.Function(
         lambda e: json.loads(e.argv) if e.argv else None,
-        metadata={"type": "array", "items": {"type": "string"}},
+        allow_none=True,
+        metadata={"type": "array", "items": {"type": "string"}, "nullable": True},
     )
     allowed = ma.fields.Boolean()
     result = ma.fields.String()

@@ -7,7 +7,7 @@ from flask import current_app
 from flask.views import MethodView
 
 from control import fleet
-from control.api.actions import ActionType
+from control.api.actions import ACTION_TYPE_PATTERN, ActionType, Parameters
 from control.api.auth import authenticate, require
 from control.api.base import Blueprint
 from control.errors import CommandNotAllowed, ExecuteNotAllowed
@@ -25,11 +25,7 @@ class ExecuteSchema(ma.Schema):
 
     command = ma.fields.String(validate=ma.validate.Length(1, 4096))
     action_type = ActionType()
-    parameters = ma.fields.Dict(
-        keys=ma.fields.String(validate=ma.validate.Length(1, 64)),
-        values=ma.fields.Raw(),
-        load_default=dict,
-    )
+    parameters = Parameters()
 
     @ma.validates_schema
     def one_form(self, data, **kwargs):
@@ -49,12 +45,47 @@ class ExecuteResultSchema(ma.Schema):
     duration_ms = ma.fields.Integer()
 
 
+# marshmallow cannot say "exactly one of two shapes", so the request body is documented by hand.
+EXECUTE_BODY_DOC = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "oneOf": [
+                    {
+                        "type": "object",
+                        "properties": {
+                            "command": {"type": "string", "minLength": 1, "maxLength": 4096}
+                        },
+                        "required": ["command"],
+                        "additionalProperties": False,
+                    },
+                    {
+                        "type": "object",
+                        "properties": {
+                            "action_type": {"type": "string", "pattern": ACTION_TYPE_PATTERN},
+                            "parameters": {
+                                "type": "object",
+                                "additionalProperties": {"type": "string"},
+                            },
+                        },
+                        "required": ["action_type"],
+                        "additionalProperties": False,
+                    },
+                ]
+            }
+        }
+    },
+}
+
+
 @blp.route("/<string:server_id>/commands/execute")
 class ExecuteCommand(MethodView):
     """Run one command and wait for it."""
 
     @require("write")
     @blp.arguments(ExecuteSchema)
+    @blp.doc(requestBody=EXECUTE_BODY_DOC)
     @blp.response(200, ExecuteResultSchema)
     @blp.alt_response(400, response="BAD_REQUEST", description="command not allowed")
     @blp.alt_response(404, response="NOT_FOUND")

@@ -37,7 +37,8 @@ class EventSchema(ma.Schema):
     message = ma.fields.String()
     details = ma.fields.Function(
         lambda event: json.loads(event.details) if event.details else None,
-        metadata={"type": "object"},
+        allow_none=True,
+        metadata={"type": "object", "nullable": True},
     )
     created_at = UtcDateTime()
 

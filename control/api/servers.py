@@ -14,10 +14,10 @@ from control.api.base import Blueprint
 from control.api.fields import (
     SSH_USER_PATTERN,
     Hostname,
+    IpAddress,
     ServerId,
     UtcDateTime,
     fullmatch,
-    validate_ip,
 )
 from control.models import METRIC_FIELDS, ServerStatus
 
@@ -43,9 +43,7 @@ class ServerFields(ma.Schema):
 
     hostname = Hostname()
     display_name = ma.fields.String(allow_none=True, validate=ma.validate.Length(max=255))
-    ip_address = ma.fields.String(
-        allow_none=True, validate=[ma.validate.Length(max=45), validate_ip]
-    )
+    ip_address = IpAddress(allow_none=True)
     tdp_watts = ma.fields.Integer(
         allow_none=True, strict=True, validate=ma.validate.Range(0, 10000)
     )
@@ -59,7 +57,10 @@ class ServerFields(ma.Schema):
     tags = ma.fields.List(
         ma.fields.String(validate=fullmatch(TAG_PATTERN, "Lowercase letters, digits, '_'; 1-32.")),
         validate=[ma.validate.Length(max=MAX_TAGS), _unique],
-        metadata={"description": 'Become Prometheus target labels tag_<name>="true".'},
+        metadata={
+            "description": 'Become Prometheus target labels tag_<name>="true".',
+            "uniqueItems": True,
+        },
     )
 
     @ma.post_load

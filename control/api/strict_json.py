@@ -1,8 +1,9 @@
 """A JSON reader that refuses what Python's `json` module would let through.
 
-Python accepts NaN and Infinity, integers of thousands of digits, floats that overflow to
-infinity, and nesting deep enough to exhaust the stack. None of those is valid data for us,
-and some would reach the database as garbage or turn into a 500; each is refused as 400.
+Python accepts NaN and Infinity, floats that overflow to infinity, and nesting deep enough to
+exhaust the stack; it raises on integers beyond 4,300 digits. None of those is valid data for
+us, and some would reach the database as garbage or turn into a 500; each is refused as 400.
+Long integers within that limit parse, and the schemas range-check every number field (422).
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-MAX_INT_DIGITS = 20  # 2**64 has 20 digits; anything longer cannot be a real counter
+# Python's own limit (int_max_str_digits). Shorter integers parse; every integer field is then
+# range-checked by its schema (422), so none can overflow a database column.
+MAX_INT_DIGITS = 4300
 MAX_DEPTH = 32
 
 
