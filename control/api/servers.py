@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import marshmallow as ma
+from flask import current_app
 from flask.views import MethodView
 
 from control import fleet, maintenance, targets
@@ -141,6 +142,48 @@ class ServerSchema(ma.Schema):
         return LatestMetricsSchema().dump(sample)
 
 
+def _iso(value) -> str | None:
+    """UtcDateTime's output for a naive-UTC time, from a datetime or SQLite's stored text.
+
+    SQLite keeps `YYYY-MM-DD HH:MM:SS[.ffffff]`; slicing it is much cheaper than parsing.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        fraction = value[20:23].ljust(3, "0") if len(value) > 19 else "000"
+        return f"{value[:10]}T{value[11:19]}.{fraction}Z"
+    return value.isoformat(timespec="milliseconds") + "Z"
+
+
+_SERVER_TIMES = {"paused_at", "last_seen", "created_at", "updated_at"}
+_SAMPLE_TIMES = {"timestamp", "received_at"}
+
+
+def server_list_body(rows: list[tuple]) -> dict:
+    """GET /servers' body built straight from row tuples.
+
+    Dumping 10,000 servers through ServerSchema took ~1.6 s; this builds the same JSON (a test
+    compares the two) in a fraction of that. ServerSchema stays the documented shape.
+    """
+    server_count = len(fleet.SERVER_LIST_COLUMNS)
+    servers = []
+    for row in rows:
+        server = dict(zip(fleet.SERVER_LIST_COLUMNS, row[:server_count], strict=True))
+        for key in _SERVER_TIMES:
+            server[key] = _iso(server[key])
+        server["tags"] = json.loads(server["tags"]) if server["tags"] else []
+        server["is_paused"] = bool(server["is_paused"])
+        sample = dict(zip(fleet.SAMPLE_LIST_COLUMNS, row[server_count:], strict=True))
+        if sample.pop("id") is None:
+            server["latest_metrics"] = None
+        else:
+            for key in _SAMPLE_TIMES:
+                sample[key] = _iso(sample[key])
+            server["latest_metrics"] = sample
+        servers.append(server)
+    return {"servers": servers, "total": len(servers)}
+
+
 class ServerListSchema(ma.Schema):
     """GET /servers: every server and how many there are."""
 
@@ -163,8 +206,8 @@ class Servers(MethodView):
     @blp.response(200, ServerListSchema)
     def get(self, query):
         """List servers, with their latest metrics; filter with ?status="""
-        servers = fleet.list_servers(query.get("status"))
-        return {"servers": servers, "total": len(servers)}
+        body = server_list_body(fleet.list_server_rows(query.get("status")))
+        return current_app.json.response(body)
 
     @require("write")
     @blp.arguments(ServerCreateSchema)

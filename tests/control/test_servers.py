@@ -246,3 +246,48 @@ def test_list_uses_a_constant_number_of_queries(client, auth, app):
     assert listing["total"] == 5
     assert all(s["latest_metrics"] for s in listing["servers"])
     assert len([s for s in statements if s.lstrip().upper().startswith("SELECT")]) <= 2
+
+
+def test_list_body_matches_the_documented_server_schema(client, auth):
+    """The list is built from raw rows for speed; it must equal ServerSchema's dump."""
+    from control import fleet
+    from control.api.servers import ServerSchema
+
+    register(client, auth, id="plain")
+    register(
+        client,
+        auth,
+        id="full",
+        display_name="Full",
+        ip_address="10.0.0.9",
+        tdp_watts=35,
+        ssh_port=2222,
+        ssh_user="ops",
+        tags=["rack_a", "nas"],
+    )
+    client.put("/api/v1/servers/full/pause", headers=auth.operator)
+    heartbeat(
+        client,
+        auth,
+        server_id="full",
+        agent_version="1.2.3",
+        metrics_port=9100,
+        os_info={
+            "distribution": "Debian",
+            "version": "12",
+            "kernel": "6.1",
+            "architecture": "x86_64",
+        },
+        metrics={
+            "cpu_percent": 12.5,
+            "memory_total_mb": 16384,
+            "load_1m": 0.25,
+            "uptime_seconds": 3600,
+            "disk_total_gb": 500.0,
+        },
+    )
+    heartbeat(client, auth, server_id="bare")
+    listed = client.get(BASE, headers=auth.viewer).json["servers"]
+    assert [s["id"] for s in listed] == ["bare", "full", "plain"]
+    for item in listed:
+        assert item == ServerSchema().dump(fleet.get_server(item["id"])), item["id"]
