@@ -79,7 +79,7 @@ def test_retention_prunes_old_samples_and_events(app):
     beat("box", now, metrics={"cpu_percent": 2})
     Event.update(created_at=now - dt.timedelta(days=40)).where(Event.server_id == "box").execute()
     removed = fleet.prune_history(30, now=now)
-    assert removed == {"samples": 1, "events": 1}
+    assert removed == {"samples": 1, "events": 1, "thinned": 0}
     assert [s.cpu_percent for s in MetricsSample.select()] == [2]
 
 
@@ -134,3 +134,28 @@ def test_failing_job_is_recorded_and_does_not_kill_scheduler(app, settings):
     assert scheduler.run_job("broken", broken)
     job = JobRun.get_by_id("broken")
     assert (job.failures, job.last_result) == (2, "error")
+
+
+def test_samples_older_than_a_day_are_thinned_to_one_per_hour(app):
+    now = utcnow().replace(minute=30, second=0, microsecond=0)
+    start = now - dt.timedelta(hours=25, minutes=30)  # on the hour
+    for minute in range(0, 80, 10):  # every 10 minutes for 80 minutes, all over a day old
+        beat("box", start + dt.timedelta(minutes=minute), metrics={"cpu_percent": 1})
+    beat("quiet", now - dt.timedelta(hours=25, minutes=5), metrics={"cpu_percent": 9})
+    beat("quiet", now - dt.timedelta(hours=25), metrics={"cpu_percent": 7})  # its latest
+    beat("box", now, metrics={"cpu_percent": 2})
+    removed = fleet.prune_history(30, now=now)
+    box = list(
+        MetricsSample.select()
+        .where(MetricsSample.server == "box")
+        .order_by(MetricsSample.received_at)
+    )
+    old = [s for s in box if s.received_at < now - dt.timedelta(hours=24)]
+    hours = [s.received_at.replace(minute=0, second=0, microsecond=0) for s in old]
+    assert len(hours) == len(set(hours)) == 2  # one sample per hour remains
+    assert all(s.received_at.minute == 0 for s in old)  # the first of each hour
+    assert box[-1].cpu_percent == 2  # everything recent is kept
+    quiet = Server.get_by_id("quiet")
+    assert MetricsSample.get_by_id(quiet.latest_sample_id).cpu_percent == 7  # latest survives
+    assert removed["thinned"] == 6
+    assert fleet.prune_history(30, now=now)["thinned"] == 0
