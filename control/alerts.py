@@ -41,7 +41,7 @@ ALERT_FIRING = "alert_firing"  # event types
 ALERT_RESOLVED = "alert_resolved"
 
 
-class Remediation:
+class RemediationOutcome:
     """The values of `Alert.remediation`."""
 
     QUEUED = "queued"
@@ -181,7 +181,7 @@ def _remediate(
             remediation=outcome,
             remediation_detail=detail,
         ).where(Alert.id == alert_id).execute()
-        if outcome != Remediation.QUEUED or action_id is None:
+        if outcome != RemediationOutcome.QUEUED or action_id is None:
             return False
         return Action.get_by_id(action_id).status == ActionStatus.APPROVED
 
@@ -204,9 +204,9 @@ def _queue(
     """Create the rule's action; return (action_id, remediation outcome, detail)."""
     server_id = labels.get("server_id")
     if not server_id:
-        return None, Remediation.REFUSED, "the alert has no server_id label"
+        return None, RemediationOutcome.REFUSED, "the alert has no server_id label"
     if not SERVER_ID.fullmatch(server_id):
-        return None, Remediation.REFUSED, "the alert's server_id label is not a server id"
+        return None, RemediationOutcome.REFUSED, "the alert's server_id label is not a server id"
     try:
         parameters = rule.render(labels)
         action = actions.create_action(
@@ -220,17 +220,21 @@ def _queue(
     except Conflict as exc:
         existing = _open_action(server_id, rule.action_type, parameters)
         if existing is not None and existing.alert_id == alert.id:
-            return existing.id, Remediation.QUEUED, f"action {existing.id} {existing.status}"
-        return (existing.id if existing else None), Remediation.DUPLICATE, exc.message
+            return existing.id, RemediationOutcome.QUEUED, f"action {existing.id} {existing.status}"
+        return (existing.id if existing else None), RemediationOutcome.DUPLICATE, exc.message
     except ValidationFailed as exc:
         problems = "; ".join(f"{k}: {' '.join(v)}" for k, v in sorted((exc.errors or {}).items()))
-        return None, Remediation.REFUSED, f"{exc.message}: {problems}" if problems else exc.message
+        return (
+            None,
+            RemediationOutcome.REFUSED,
+            f"{exc.message}: {problems}" if problems else exc.message,
+        )
     except (NotFound, CommandNotAllowed) as exc:
-        return None, Remediation.REFUSED, exc.message
+        return None, RemediationOutcome.REFUSED, exc.message
     except RuleNotApplicable as exc:
-        return None, Remediation.REFUSED, str(exc)
+        return None, RemediationOutcome.REFUSED, str(exc)
     gate = "auto-approved" if action.status == ActionStatus.APPROVED else "waiting for approval"
-    return action.id, Remediation.QUEUED, f"action {action.id} {action.status} ({gate})"
+    return action.id, RemediationOutcome.QUEUED, f"action {action.id} {action.status} ({gate})"
 
 
 def _open_action(server_id: str, action_type: str, parameters: dict) -> Action | None:
