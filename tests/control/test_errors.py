@@ -135,7 +135,7 @@ def test_unexpected_exception_is_opaque_500(app, client, auth, monkeypatch):
     def explode(*args, **kwargs):
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(fleet, "list_servers", explode)
+    monkeypatch.setattr(fleet, "list_server_rows", explode)
     response = client.get(SERVERS, headers=auth.viewer)
     assert_error(response, 500, "INTERNAL_ERROR")
     assert "secret" not in response.get_data(as_text=True)
@@ -149,5 +149,5 @@ def test_database_failure_is_503_unavailable(app, client, auth, monkeypatch):
     def locked(*args, **kwargs):
         raise peewee.OperationalError("database is locked")
 
-    monkeypatch.setattr(fleet, "list_servers", locked)
+    monkeypatch.setattr(fleet, "list_server_rows", locked)
     assert_error(client.get(SERVERS, headers=auth.viewer), 503, "UNAVAILABLE")
