@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import free_port, require_binary
+
 SSHD = Path("/usr/sbin/sshd")
 STARTUP_DEADLINE = 15.0
 
@@ -88,11 +90,7 @@ class SshServer:
 @pytest.fixture(scope="session")
 def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
     """Start a real sshd for the session; skip locally (fail in CI) when it is not installed."""
-    if not SSHD.exists():
-        message = f"{SSHD} is not installed (Debian package openssh-server)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    require_binary(str(SSHD), "OpenSSH server (Debian package openssh-server)")
     with running_sshd(tmp_path_factory.mktemp("sshd")) as server:
         yield server
 
@@ -128,13 +126,6 @@ def running_sshd(workdir: Path) -> Iterator[SshServer]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _start(workdir: Path, user: str) -> tuple[subprocess.Popen, int, Path]:
