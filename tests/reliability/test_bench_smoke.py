@@ -40,3 +40,10 @@ def test_inventory_scale_bench_runs():
     out = run_bench("inventory_scale.py")
     for figure in ("GET /servers p95", "offline tick", "retention prune", "server-month"):
         assert figure in out
+
+
+@pytest.mark.integration
+def test_ssh_latency_bench_runs():
+    require_binary("/usr/sbin/sshd", "OpenSSH server (Debian package openssh-server)")
+    out = run_bench("ssh_latency.py")
+    assert "paramiko" in out.lower() and "ratio" in out.lower()
