@@ -46,7 +46,7 @@ class ControlScheduler:
                 s.offline_check_interval,
             ),
             "retention": (
-                lambda: fleet.prune_history(s.metrics_retention_days),
+                lambda: _nonzero(fleet.prune_history(s.metrics_retention_days)),
                 RETENTION_INTERVAL,
             ),
         }

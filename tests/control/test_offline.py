@@ -159,3 +159,9 @@ def test_samples_older_than_a_day_are_thinned_to_one_per_hour(app):
     assert MetricsSample.get_by_id(quiet.latest_sample_id).cpu_percent == 7  # latest survives
     assert removed["thinned"] == 6
     assert fleet.prune_history(30, now=now)["thinned"] == 0
+
+
+def test_idle_retention_run_reports_nothing(app, settings):
+    jobs = ControlScheduler(settings).jobs()
+    prune, _interval = jobs["retention"]
+    assert prune() == {}
