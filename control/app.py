@@ -12,6 +12,7 @@ from flask import Flask, g, request
 
 from control import api, db, migrations
 from control.config import Settings, load_settings
+from control.jsonprovider import OrjsonProvider
 from control.keys import KeyRing
 from control.metrics import ControlMetrics
 from control.ratelimit import KeyRateLimiter
@@ -25,6 +26,12 @@ def package_version() -> str:
         return metadata.version("homelabcmd")
     except metadata.PackageNotFoundError:
         return "0.0.0"
+
+
+class ControlFlask(Flask):
+    """Flask with the orjson-backed JSON provider."""
+
+    json_provider_class = OrjsonProvider
 
 
 @dataclass
@@ -52,7 +59,7 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     db.bind(db.open_database(settings.resolved_database_url))
     migrations.migrate()
 
-    app = Flask("control")
+    app = ControlFlask("control")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
     app.json.sort_keys = False
     metrics = ControlMetrics(settings.electricity_price, settings.currency)
