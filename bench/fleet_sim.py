@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import json
 import os
 import random
 import resource
@@ -40,6 +39,8 @@ import psutil
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from payloads import heartbeat_body  # the script's own directory, bench/, is on sys.path
 
 from tests.live import LiveControl
 
@@ -75,37 +76,7 @@ class Stats:
 
 def heartbeat(server_id: str, seq: int) -> bytes:
     """The raw HTTP/1.1 request one agent sends: seed-001 body with metrics and os_info."""
-    body = json.dumps(
-        {
-            "server_id": server_id,
-            "hostname": f"{server_id}.lan",
-            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "agent_version": "0.1.0",
-            "metrics_port": 9100,
-            "os_info": {
-                "distribution": "Debian GNU/Linux",
-                "version": "12",
-                "kernel": "6.1.0-18-amd64",
-                "architecture": "x86_64",
-            },
-            "metrics": {
-                "cpu_percent": seq % 100 + 0.5,
-                "memory_percent": 45.2,
-                "memory_total_mb": 16384,
-                "memory_used_mb": 7400,
-                "disk_percent": 61.0,
-                "disk_total_gb": 500.0,
-                "disk_used_gb": 305.0,
-                "network_rx_bytes": seq * 1500,
-                "network_tx_bytes": seq * 900,
-                "load_1m": 0.5,
-                "load_5m": 0.7,
-                "load_15m": 0.9,
-                "uptime_seconds": 86400 + seq,
-            },
-        },
-        separators=(",", ":"),
-    ).encode()
+    body = heartbeat_body(server_id, seq)
     head = (
         f"POST {PATH} HTTP/1.1\r\nHost: control\r\nContent-Type: application/json\r\n"
         f"X-API-Key: {AGENT_KEY}\r\nContent-Length: {len(body)}\r\n\r\n"

@@ -38,6 +38,8 @@ from tests.helpers import free_port
 from tests.live import LiveControl
 from tests.postgres import PostgresCluster
 
+from payloads import heartbeat_body  # the script's own directory, bench/, is on sys.path
+
 PATH = "/api/v1/agents/heartbeat"
 AGENT_KEY = "bench-agent-key"
 RESPONSE = {"status": "ok", "server_registered": False, "pending_commands": []}
@@ -100,41 +102,6 @@ class Result:
     def rate(self) -> float:
         """Successful heartbeats per second."""
         return (self.requests - self.failures) / self.seconds
-
-
-def heartbeat_body(server_id: str, counter: int) -> bytes:
-    """The seed-001 heartbeat one simulated agent sends (Python load generator)."""
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    return json.dumps(
-        {
-            "server_id": server_id,
-            "hostname": f"{server_id}.lan",
-            "timestamp": stamp,
-            "agent_version": "0.1.0",
-            "metrics_port": 9100,
-            "os_info": {
-                "distribution": "Debian GNU/Linux",
-                "version": "12",
-                "kernel": "6.1.0-18-amd64",
-                "architecture": "x86_64",
-            },
-            "metrics": {
-                "cpu_percent": counter % 100 + 0.5,
-                "memory_percent": 45.2,
-                "memory_total_mb": 16384,
-                "memory_used_mb": 7400,
-                "disk_percent": 61.0,
-                "disk_total_gb": 500.0,
-                "disk_used_gb": 305.0,
-                "network_rx_bytes": counter * 1500,
-                "network_tx_bytes": counter * 900,
-                "load_1m": 0.5,
-                "load_5m": 0.7,
-                "load_15m": 0.9,
-                "uptime_seconds": 86400 + counter,
-            },
-        }
-    ).encode()
 
 
 # --- the baseline server -------------------------------------------------------------------
