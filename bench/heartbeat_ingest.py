@@ -34,11 +34,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from payloads import heartbeat_body  # the script's own directory, bench/, is on sys.path
+
 from tests.helpers import free_port
 from tests.live import LiveControl
 from tests.postgres import PostgresCluster
-
-from payloads import heartbeat_body  # the script's own directory, bench/, is on sys.path
 
 PATH = "/api/v1/agents/heartbeat"
 AGENT_KEY = "bench-agent-key"
