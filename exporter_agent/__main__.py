@@ -15,9 +15,9 @@ from exporter_agent.collectors import build_collectors
 from exporter_agent.config import Settings, SettingsError, load_settings
 from exporter_agent.exporter import AgentCollector, build_registry
 from exporter_agent.heartbeat import Backoff, HeartbeatLoop, HttpSender, build_payload
+from exporter_agent.heartbeat_metrics import Summary, default_server_id, os_info
 from exporter_agent.heartbeat_state import HeartbeatState
 from exporter_agent.server import BasicAuth, make_app, serve, tls_context
-from exporter_agent.summary import Summary, default_server_id, os_info
 from exporter_agent.version import agent_version
 
 log = logging.getLogger("exporter_agent")

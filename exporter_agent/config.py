@@ -1,5 +1,7 @@
 """Command line and environment settings: one argparse parser, every flag backed by an env var.
 
+This module declares the agent-wide options; each collector declares its own beside its code
+(``OPTIONS`` in its module, listed in ``COLLECTORS``) and the parser is assembled from both.
 Precedence: flag, then environment variable, then default. Bad settings raise
 ``SettingsError`` with a one-line message naming the flag and its variable.
 """
@@ -8,73 +10,25 @@ import argparse
 import os
 import re
 import urllib.parse
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-from exporter_agent.collectors import COLLECTORS, CollectorOptions
-from exporter_agent.collectors.diskstats import DEFAULT_DEVICE_EXCLUDE as DISK_EXCLUDE
-from exporter_agent.collectors.filesystem import (
-    DEFAULT_FS_TYPES_EXCLUDE,
-    DEFAULT_MOUNT_POINTS_EXCLUDE,
+from exporter_agent.collectors import COLLECTORS, CollectorOptions, collector_options
+from exporter_agent.options import (
+    Option,
+    SettingsError,
+    add_options,
+    number_between,
+    resolve_options,
 )
-from exporter_agent.collectors.netdev import DEFAULT_DEVICE_EXCLUDE as NET_EXCLUDE
 
 SERVER_ID = re.compile(r"[a-z0-9-]{1,100}")
-UNIT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9@._:\\-]{0,255}")
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 DEFAULT_PORT = 9100
 # Like node_exporter: Prometheus scrapes from another host. Use --listen-address to restrict.
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104
 
-
-class SettingsError(ValueError):
-    """A setting is missing, malformed or inconsistent; the message is meant for the operator."""
-
-
-@dataclass(frozen=True)
-class Option:
-    """One setting: its flag, environment variable, default, converter and help."""
-
-    dest: str
-    flag: str
-    env: str
-    default: Any
-    help: str
-    convert: Callable[[str], Any] = str
-    metavar: str | None = None
-
-
-def _positive(kind: Callable[[str], float], low: float, high: float) -> Callable[[str], Any]:
-    def convert(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise ValueError(f"expected {'an integer' if kind is int else 'a number'}") from None
-        if not low <= value <= high:
-            raise ValueError(f"must be between {low:g} and {high:g}")
-        return value
-
-    return convert
-
-
-def _regex(text: str) -> str:
-    try:
-        re.compile(text)
-    except re.error as exc:
-        raise ValueError(f"invalid regular expression: {exc}") from None
-    return text
-
-
-def _units(text: str) -> tuple[str, ...]:
-    units = tuple(u.strip() for u in text.split(",") if u.strip())
-    for unit in units:
-        if not UNIT_NAME.fullmatch(unit):
-            raise ValueError(f"invalid unit name {unit!r}")
-    return units
-
-
-OPTIONS = (
+AGENT_OPTIONS = (
     Option("control_url", "--control-url", "HOMELAB_CONTROL_URL", None,
            "control's base URL, e.g. http://control:8000; without it the agent only serves "
            "/metrics", metavar="URL"),
@@ -90,12 +44,12 @@ OPTIONS = (
            "address /metrics listens on", metavar="ADDR"),
     Option("listen_port", "--listen-port", "HOMELAB_LISTEN_PORT", DEFAULT_PORT,
            "port /metrics listens on (node_exporter's port; run one or the other)",
-           _positive(int, 1, 65535), "PORT"),
+           number_between(int, 1, 65535), "PORT"),
     Option("interval", "--interval", "HOMELAB_INTERVAL", 60.0,
-           "seconds between heartbeats", _positive(float, 1, 86400), "SECONDS"),
+           "seconds between heartbeats", number_between(float, 1, 86400), "SECONDS"),
     Option("backoff_cap", "--backoff-cap", "HOMELAB_BACKOFF_CAP", 30.0,
            "longest wait between retries while control is unreachable",
-           _positive(float, 0.1, 3600), "SECONDS"),
+           number_between(float, 0.1, 3600), "SECONDS"),
     Option("control_ca_file", "--control-ca-file", "HOMELAB_CONTROL_CA_FILE", None,
            "CA bundle to verify an https control URL (default: system CAs)", metavar="PATH"),
     Option("tls_cert", "--tls-cert", "HOMELAB_TLS_CERT", None,
@@ -116,24 +70,9 @@ OPTIONS = (
            metavar="PATH"),
     Option("rootfs", "--path.rootfs", "HOMELAB_PATH_ROOTFS", "/",
            "root of the host filesystem (e.g. /host in a container)", metavar="PATH"),
-    Option("udev_data", "--path.udev.data", "HOMELAB_PATH_UDEV_DATA", "/run/udev/data",
-           "udev database, for node_disk_info labels", metavar="PATH"),
-    Option("systemd_units", "--collector.systemd.units", "HOMELAB_SYSTEMD_UNITS", (),
-           "comma-separated systemd units to export node_systemd_unit_state for",
-           _units, "UNITS"),
-    Option("mount_points_exclude", "--collector.filesystem.mount-points-exclude",
-           "HOMELAB_FILESYSTEM_MOUNT_POINTS_EXCLUDE", DEFAULT_MOUNT_POINTS_EXCLUDE,
-           "regex of mount points to ignore", _regex, "REGEX"),
-    Option("fs_types_exclude", "--collector.filesystem.fs-types-exclude",
-           "HOMELAB_FILESYSTEM_FS_TYPES_EXCLUDE", DEFAULT_FS_TYPES_EXCLUDE,
-           "regex of filesystem types to ignore", _regex, "REGEX"),
-    Option("diskstats_device_exclude", "--collector.diskstats.device-exclude",
-           "HOMELAB_DISKSTATS_DEVICE_EXCLUDE", DISK_EXCLUDE,
-           "regex of block devices to ignore", _regex, "REGEX"),
-    Option("netdev_device_exclude", "--collector.netdev.device-exclude",
-           "HOMELAB_NETDEV_DEVICE_EXCLUDE", NET_EXCLUDE,
-           "regex of network devices to ignore", _regex, "REGEX"),
 )  # fmt: skip
+# Agent-wide options first, then each collector's, in COLLECTORS order.
+OPTIONS: tuple[Option, ...] = AGENT_OPTIONS + collector_options()
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -176,16 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Every flag can also be set with the environment variable shown next to it; "
         "a flag wins over its variable.",
     )
-    for opt in OPTIONS:
-        default = ",".join(opt.default) if isinstance(opt.default, tuple) else opt.default
-        parser.add_argument(
-            opt.flag,
-            dest=opt.dest,
-            metavar=opt.metavar,
-            help=(
-                f"{opt.help} [env {opt.env}" + ("]" if default is None else f"; default {default}]")
-            ).replace("%", "%%"),
-        )
+    add_options(parser, OPTIONS)
     group = parser.add_argument_group("collectors")
     for spec in COLLECTORS:
         group.add_argument(
@@ -219,22 +149,6 @@ def _bool(text: str, env: str) -> bool:
     raise SettingsError(f"{env}={text!r}: expected true or false")
 
 
-def _resolve(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str, Any]:
-    values = {}
-    for opt in OPTIONS:
-        raw, source = getattr(args, opt.dest), opt.flag
-        if raw is None and env.get(opt.env, "") != "":
-            raw, source = env[opt.env], opt.env
-        if raw is None:
-            values[opt.dest] = opt.default
-            continue
-        try:
-            values[opt.dest] = opt.convert(raw)
-        except ValueError as exc:
-            raise SettingsError(f"{source}={raw!r}: {exc}") from None
-    return values
-
-
 def _collectors(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, ...]:
     enabled = []
     for spec in COLLECTORS:
@@ -259,7 +173,7 @@ def load_settings(
     """Parse ``argv`` and ``env`` into Settings; raises SettingsError on a bad setting."""
     env = os.environ if env is None else env
     args = build_parser().parse_args(argv)
-    v = _resolve(args, env)
+    v = resolve_options(args, env, OPTIONS)
     control_url = _check_url(v["control_url"]) if v["control_url"] else None
     if v["api_key"] and v["api_key_file"]:
         raise SettingsError("give the API key once: --api-key/HOMELAB_API_KEY or --api-key-file")
@@ -305,11 +219,6 @@ def load_settings(
             procfs=v["procfs"],
             sysfs=v["sysfs"],
             rootfs=v["rootfs"],
-            udev_data=v["udev_data"],
-            mount_points_exclude=v["mount_points_exclude"],
-            fs_types_exclude=v["fs_types_exclude"],
-            diskstats_device_exclude=v["diskstats_device_exclude"],
-            netdev_device_exclude=v["netdev_device_exclude"],
-            systemd_units=v["systemd_units"],
+            values={option.dest: v[option.dest] for option in collector_options()},
         ),
     )

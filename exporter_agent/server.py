@@ -10,6 +10,7 @@ import ssl
 import threading
 from collections.abc import Callable, Iterable
 from socketserver import ThreadingMixIn
+from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry
@@ -130,7 +131,7 @@ class AgentHTTPServer(ThreadingMixIn, WSGIServer):
         self.server_name, self.server_port = host, port
         self.setup_environ()
 
-    def finish_request(self, request, client_address) -> None:
+    def finish_request(self, request: socket.socket, client_address: tuple[Any, ...]) -> None:
         """Wrap the connection in TLS (if configured) before handling it."""
         if self.tls_context is not None:
             request.settimeout(REQUEST_TIMEOUT_SECONDS)

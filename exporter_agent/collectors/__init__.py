@@ -1,37 +1,30 @@
 """The collectors and the one table that lists them.
 
 ``COLLECTORS`` is the single place a collector is registered: it builds the collector from
-the agent's settings and generates the ``--collector.NAME`` / ``--no-collector.NAME`` flags.
-Names follow node_exporter's collectors so the same flags mean the same thing.
+the agent's settings, generates the ``--collector.NAME`` / ``--no-collector.NAME`` flags and
+carries the collector's own options (declared as ``OPTIONS`` in its module), which config adds
+to the parser. Names follow node_exporter's collectors so the same flags mean the same thing.
 """
 
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from prometheus_client.core import Metric
 
+from exporter_agent.collectors import diskstats, filesystem, netdev, systemd
 from exporter_agent.collectors.clock import TimeCollector
 from exporter_agent.collectors.cpu import CpuCollector
-from exporter_agent.collectors.diskstats import DEFAULT_DEVICE_EXCLUDE as DISK_EXCLUDE
-from exporter_agent.collectors.diskstats import DiskstatsCollector
-from exporter_agent.collectors.filesystem import (
-    DEFAULT_FS_TYPES_EXCLUDE,
-    DEFAULT_MOUNT_POINTS_EXCLUDE,
-    FilesystemCollector,
-)
 from exporter_agent.collectors.hwmon import HwmonCollector
 from exporter_agent.collectors.loadavg import LoadavgCollector
 from exporter_agent.collectors.meminfo import MeminfoCollector
-from exporter_agent.collectors.netdev import DEFAULT_DEVICE_EXCLUDE as NET_EXCLUDE
-from exporter_agent.collectors.netdev import NetdevCollector
 from exporter_agent.collectors.os_release import OsCollector
 from exporter_agent.collectors.stat import StatCollector
-from exporter_agent.collectors.systemd import SystemdCollector, run_systemctl, systemd_booted
 from exporter_agent.collectors.uname import UnameCollector
 from exporter_agent.collectors.util import DeviceFilter
+from exporter_agent.options import Option
 
 
 class Collector(Protocol):
@@ -43,37 +36,38 @@ class Collector(Protocol):
 
 @dataclass(frozen=True)
 class CollectorOptions:
-    """Where collectors read from and what they filter.
+    """Where collectors read from, what each collector's own options say, and the data sources.
 
-    The paths and the callables (statvfs, uname, clock, systemctl) are the data sources; tests
-    point them at a recorded snapshot.
+    ``values`` maps a collector option's ``dest`` to its value; a missing one takes the
+    option's default. The paths and the callables (statvfs, uname, clock, systemctl) are the
+    data sources; tests point them at a recorded snapshot.
     """
 
     procfs: str = "/proc"
     sysfs: str = "/sys"
     rootfs: str = "/"
-    udev_data: str = "/run/udev/data"
-    mount_points_exclude: str = DEFAULT_MOUNT_POINTS_EXCLUDE
-    fs_types_exclude: str = DEFAULT_FS_TYPES_EXCLUDE
-    diskstats_device_exclude: str = DISK_EXCLUDE
-    netdev_device_exclude: str = NET_EXCLUDE
-    systemd_units: tuple[str, ...] = field(default_factory=tuple)
+    values: Mapping[str, Any] = field(default_factory=dict)
     statvfs: Callable[[str], os.statvfs_result] = os.statvfs
     uname: Callable[[], os.uname_result] = os.uname
     clock: Callable[[], float] = time.time
     localtime: Callable[[float], time.struct_time] = time.localtime
-    systemctl: Callable[[Sequence[str]], str] = run_systemctl
-    systemd_booted: Callable[[], bool] = systemd_booted
+    systemctl: Callable[[Sequence[str]], str] = systemd.run_systemctl
+    systemd_booted: Callable[[], bool] = systemd.systemd_booted
+
+    def value(self, option: Option) -> Any:
+        """Return the value of a collector's ``option``: the configured one, else its default."""
+        return self.values.get(option.dest, option.default)
 
 
 @dataclass(frozen=True)
 class CollectorSpec:
-    """One row of the table: a collector's name, default state, help and factory."""
+    """One row of the table: a collector's name, default state, help, factory and options."""
 
     name: str
     enabled_by_default: bool
     help: str
     build: Callable[[CollectorOptions], Collector]
+    options: tuple[Option, ...] = ()
 
 
 COLLECTORS: tuple[CollectorSpec, ...] = (
@@ -82,21 +76,25 @@ COLLECTORS: tuple[CollectorSpec, ...] = (
         "diskstats",
         True,
         "block device I/O",
-        lambda o: DiskstatsCollector(
-            o.procfs, o.udev_data, DeviceFilter(exclude=o.diskstats_device_exclude)
+        lambda o: diskstats.DiskstatsCollector(
+            o.procfs,
+            o.value(diskstats.UDEV_DATA),
+            DeviceFilter(exclude=o.value(diskstats.DEVICE_EXCLUDE)),
         ),
+        diskstats.OPTIONS,
     ),
     CollectorSpec(
         "filesystem",
         True,
         "filesystem sizes and inodes",
-        lambda o: FilesystemCollector(
+        lambda o: filesystem.FilesystemCollector(
             o.procfs,
             o.rootfs,
             o.statvfs,
-            mount_points_exclude=o.mount_points_exclude,
-            fs_types_exclude=o.fs_types_exclude,
+            mount_points_exclude=o.value(filesystem.MOUNT_POINTS_EXCLUDE),
+            fs_types_exclude=o.value(filesystem.FS_TYPES_EXCLUDE),
         ),
+        filesystem.OPTIONS,
     ),
     CollectorSpec("hwmon", True, "temperature sensors", lambda o: HwmonCollector(o.sysfs)),
     CollectorSpec("loadavg", True, "load averages", lambda o: LoadavgCollector(o.procfs)),
@@ -105,7 +103,10 @@ COLLECTORS: tuple[CollectorSpec, ...] = (
         "netdev",
         True,
         "network interface counters",
-        lambda o: NetdevCollector(o.procfs, DeviceFilter(exclude=o.netdev_device_exclude)),
+        lambda o: netdev.NetdevCollector(
+            o.procfs, DeviceFilter(exclude=o.value(netdev.DEVICE_EXCLUDE))
+        ),
+        netdev.OPTIONS,
     ),
     CollectorSpec("os", True, "os-release information", lambda o: OsCollector(o.rootfs)),
     CollectorSpec(
@@ -115,7 +116,8 @@ COLLECTORS: tuple[CollectorSpec, ...] = (
         "systemd",
         True,
         "state of the units listed with --collector.systemd.units",
-        lambda o: SystemdCollector(o.systemd_units, o.systemctl, o.systemd_booted),
+        lambda o: systemd.SystemdCollector(o.value(systemd.UNITS), o.systemctl, o.systemd_booted),
+        systemd.OPTIONS,
     ),
     CollectorSpec(
         "time",
@@ -127,6 +129,11 @@ COLLECTORS: tuple[CollectorSpec, ...] = (
         "uname", True, "uname(2) information", lambda o: UnameCollector(o.procfs, o.uname)
     ),
 )
+
+
+def collector_options() -> tuple[Option, ...]:
+    """Every collector's own options, in table order (config adds them to the parser)."""
+    return tuple(option for spec in COLLECTORS for option in spec.options)
 
 
 def build_collectors(enabled: Iterable[str], options: CollectorOptions) -> dict[str, Collector]:

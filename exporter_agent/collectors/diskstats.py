@@ -6,11 +6,32 @@ from collections.abc import Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from exporter_agent.collectors.util import DeviceFilter, read_text
+from exporter_agent.options import Option, regex
 
 # node_exporter reports bytes from 512-byte sectors whatever the device's sector size.
 SECTOR_BYTES = 512.0
 MS = 0.001
 DEFAULT_DEVICE_EXCLUDE = r"^(ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$"
+
+# This collector's settings; the COLLECTORS table hands them to config's parser.
+UDEV_DATA = Option(
+    dest="udev_data",
+    flag="--path.udev.data",
+    env="HOMELAB_PATH_UDEV_DATA",
+    default="/run/udev/data",
+    help="udev database, for node_disk_info labels",
+    metavar="PATH",
+)
+DEVICE_EXCLUDE = Option(
+    dest="diskstats_device_exclude",
+    flag="--collector.diskstats.device-exclude",
+    env="HOMELAB_DISKSTATS_DEVICE_EXCLUDE",
+    default=DEFAULT_DEVICE_EXCLUDE,
+    help="regex of block devices to ignore",
+    convert=regex,
+    metavar="REGEX",
+)
+OPTIONS = (UDEV_DATA, DEVICE_EXCLUDE)
 
 # (column after the device name, metric name, help, scale, is_counter); columns per
 # Documentation/admin-guide/iostats.rst. Columns 11+ exist only on newer kernels.

@@ -9,6 +9,7 @@ from typing import NamedTuple
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from exporter_agent.collectors.util import read_text
+from exporter_agent.options import Option, regex
 
 # node_exporter 1.5's upstream defaults (Debian's build also hides /run, /mnt and /media;
 # a homelab's data disks often live under /mnt, so we keep upstream's choice).
@@ -20,6 +21,26 @@ DEFAULT_FS_TYPES_EXCLUDE = (
     r"|iso9660|mqueue|nsfs|overlay|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs"
     r"|squashfs|sysfs|tracefs)$"
 )
+# This collector's settings; the COLLECTORS table hands them to config's parser.
+MOUNT_POINTS_EXCLUDE = Option(
+    dest="mount_points_exclude",
+    flag="--collector.filesystem.mount-points-exclude",
+    env="HOMELAB_FILESYSTEM_MOUNT_POINTS_EXCLUDE",
+    default=DEFAULT_MOUNT_POINTS_EXCLUDE,
+    help="regex of mount points to ignore",
+    convert=regex,
+    metavar="REGEX",
+)
+FS_TYPES_EXCLUDE = Option(
+    dest="fs_types_exclude",
+    flag="--collector.filesystem.fs-types-exclude",
+    env="HOMELAB_FILESYSTEM_FS_TYPES_EXCLUDE",
+    default=DEFAULT_FS_TYPES_EXCLUDE,
+    help="regex of filesystem types to ignore",
+    convert=regex,
+    metavar="REGEX",
+)
+OPTIONS = (MOUNT_POINTS_EXCLUDE, FS_TYPES_EXCLUDE)
 LABELS = ("device", "fstype", "mountpoint")
 # (metric name, help) in the order node_exporter documents them.
 GAUGES = (

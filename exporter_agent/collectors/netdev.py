@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from prometheus_client.core import CounterMetricFamily, Metric
 
 from exporter_agent.collectors.util import DeviceFilter, read_text
+from exporter_agent.options import Option, regex
 
 RECEIVE = ("bytes", "packets", "errs", "drop", "fifo", "frame", "compressed", "multicast")
 TRANSMIT = ("bytes", "packets", "errs", "drop", "fifo", "colls", "carrier", "compressed")
@@ -13,6 +14,18 @@ STATISTICS = tuple(f"receive_{name}" for name in RECEIVE) + tuple(
     f"transmit_{name}" for name in TRANSMIT
 )
 DEFAULT_DEVICE_EXCLUDE = "^lo$"
+
+# This collector's settings; the COLLECTORS table hands them to config's parser.
+DEVICE_EXCLUDE = Option(
+    dest="netdev_device_exclude",
+    flag="--collector.netdev.device-exclude",
+    env="HOMELAB_NETDEV_DEVICE_EXCLUDE",
+    default=DEFAULT_DEVICE_EXCLUDE,
+    help="regex of network devices to ignore",
+    convert=regex,
+    metavar="REGEX",
+)
+OPTIONS = (DEVICE_EXCLUDE,)
 
 
 def parse_net_dev(text: str) -> dict[str, list[int]]:

@@ -11,9 +11,23 @@ from collections.abc import Callable, Iterator, Sequence
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from exporter_agent.options import Option, unit_names
+
 STATES = ("activating", "active", "deactivating", "failed", "inactive")
 PROPERTIES = "Id,ActiveState,Type"
 TIMEOUT_SECONDS = 5
+
+# This collector's settings; the COLLECTORS table hands them to config's parser.
+UNITS = Option(
+    dest="systemd_units",
+    flag="--collector.systemd.units",
+    env="HOMELAB_SYSTEMD_UNITS",
+    default=(),
+    help="comma-separated systemd units to export node_systemd_unit_state for",
+    convert=unit_names,
+    metavar="UNITS",
+)
+OPTIONS = (UNITS,)
 
 
 def run_systemctl(args: Sequence[str]) -> str:

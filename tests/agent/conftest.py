@@ -42,8 +42,10 @@ def snapshot_options(**overrides) -> CollectorOptions:
         "procfs": str(SNAPSHOT / "proc"),
         "sysfs": str(SNAPSHOT / "sys"),
         "rootfs": str(SNAPSHOT / "rootfs"),
-        "udev_data": str(SNAPSHOT / "udev"),
-        "systemd_units": ("ssh.service", "homelab-agent.service", "backup.timer"),
+        "values": {
+            "udev_data": str(SNAPSHOT / "udev"),
+            "systemd_units": ("ssh.service", "homelab-agent.service", "backup.timer"),
+        },
         "statvfs": fake_statvfs,
         "uname": lambda: SimpleNamespace(**uname),
         "clock": lambda: SNAPSHOT_TIME,

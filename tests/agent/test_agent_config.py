@@ -8,7 +8,14 @@ import sys
 import pytest
 
 from exporter_agent.collectors import COLLECTORS
-from exporter_agent.config import OPTIONS, SettingsError, collector_env, load_settings
+from exporter_agent.collectors.systemd import UNITS
+from exporter_agent.config import (
+    AGENT_OPTIONS,
+    OPTIONS,
+    SettingsError,
+    collector_env,
+    load_settings,
+)
 from tests.agent.conftest import REPO, agent_env
 
 KEY = {"HOMELAB_API_KEY": "k"}
@@ -32,6 +39,18 @@ def test_help_documents_every_flag_and_its_env_var():
         assert f"--collector.{spec.name}" in text
         assert f"--no-collector.{spec.name}" in text
         assert collector_env(spec.name) in text
+
+
+def test_collector_options_live_beside_their_collector_and_names_are_unique():
+    for spec in COLLECTORS:
+        for option in spec.options:
+            assert option in OPTIONS
+            if option.flag.startswith("--collector."):
+                assert option.flag.startswith(f"--collector.{spec.name}.")
+    for attribute in ("dest", "flag", "env"):
+        names = [getattr(option, attribute) for option in OPTIONS]
+        assert len(names) == len(set(names)), attribute
+    assert not [o for o in AGENT_OPTIONS if o.flag.startswith("--collector.")]
 
 
 def test_defaults_are_exporter_only_on_port_9100():
@@ -59,7 +78,7 @@ def test_every_setting_comes_from_env_and_flags_win():
     assert settings.server_id == "box-1"
     assert (settings.listen_address, settings.listen_port) == ("127.0.0.1", 9200)
     assert settings.interval == 15.0
-    assert settings.collector_options.systemd_units == ("ssh.service", "nginx.service")
+    assert settings.collector_options.value(UNITS) == ("ssh.service", "nginx.service")
     flagged = load_settings(["--listen-port", "9300", "--server-id", "box-2"], env)
     assert (flagged.listen_port, flagged.server_id) == (9300, "box-2")
 

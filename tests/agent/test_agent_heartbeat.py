@@ -20,8 +20,8 @@ from exporter_agent.heartbeat import (
     Outcome,
     build_payload,
 )
+from exporter_agent.heartbeat_metrics import Summary, default_server_id, os_info
 from exporter_agent.heartbeat_state import HeartbeatState
-from exporter_agent.summary import Summary, default_server_id, os_info
 from tests.helpers import free_port
 
 OK = (200, {"status": "ok", "server_registered": True, "pending_commands": []})

@@ -1,4 +1,4 @@
-"""The heartbeat's metrics summary and OS facts, read through psutil (passed in for tests)."""
+"""The heartbeat's `metrics` object and `os_info`, read through psutil (passed in for tests)."""
 
 import logging
 import os
