@@ -4,9 +4,10 @@ Measures, in-process against the real app and domain functions:
 
 - `GET /api/v1/servers` (all 10,000, each with `latest_metrics`): p50/p95 and SQL statements per
   request (goal p95 <= 200 ms, one or two queries, no N+1);
-- the offline tick, `control.fleet.mark_offline` (goal <= 50 ms): a quiet tick (nothing to
+- the offline tick, `control.fleet.offline.mark_offline` (goal <= 50 ms): a quiet tick (nothing to
   change) and one that takes 1% of the fleet offline;
-- the retention prune, `control.fleet.prune_history`, deleting a day of samples for every server;
+- the retention prune, `control.fleet.retention.prune_history`,
+  deleting a day of samples for every server;
 - storage per server-month at 60 s heartbeats (goal <= 2 MB): bytes per sample, measured on a
   day of samples for a sample of servers (full heartbeat-sized rows, indexes included), times the
   rows a server keeps for a month after hourly thinning (1,440 + 29 x 24; 43,200 unthinned is
@@ -33,10 +34,10 @@ import peewee
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from control import fleet
 from control.app import create_app
 from control.config import load_settings
 from control.db import db
+from control.fleet import offline, retention
 from control.models import METRIC_FIELDS, MetricsSample, Server, ServerStatus, utcnow
 from tests.postgres import PostgresCluster
 
@@ -131,7 +132,7 @@ def database_bytes(url: str) -> int:
 
 
 # Rows a server keeps for a month of 60 s heartbeats: a full day, then one per hour
-# (control.fleet.thin_history), against 43,200 if nothing were thinned.
+# (control.fleet.retention.thin_history), against 43,200 if nothing were thinned.
 ROWS_PER_MONTH_RAW = 60 * 24 * 30
 ROWS_PER_MONTH_KEPT = 60 * 24 + 24 * 29
 
@@ -185,16 +186,16 @@ def run(name: str, url: str, args) -> dict:
         assert body["total"] == args.servers, body.get("total")
         assert body["servers"][0]["latest_metrics"] is not None
 
-        quiet = [timed_ms(lambda: fleet.mark_offline(180, now=now)) for _ in range(5)]
+        quiet = [timed_ms(lambda: offline.mark_offline(180, now=now)) for _ in range(5)]
         # Push 1% of the fleet past the threshold, then time the tick that catches them.
         silent = [f"srv-{i:05d}" for i in range(0, args.servers, 100)]
         Server.update(last_seen=now - dt.timedelta(hours=1)).where(Server.id.in_(silent)).execute()
-        changed_ms = timed_ms(lambda: fleet.mark_offline(180, now=now))
+        changed_ms = timed_ms(lambda: offline.mark_offline(180, now=now))
         assert Server.select().where(Server.status == ServerStatus.OFFLINE).count() == len(silent)
 
         samples_before = MetricsSample.select().count()
         pruned: dict = {}
-        prune_ms = timed_ms(lambda: pruned.update(fleet.prune_history(30, now=now)))
+        prune_ms = timed_ms(lambda: pruned.update(retention.prune_history(30, now=now)))
         assert pruned["samples"] == args.servers, pruned
 
         per_sample = storage_per_server_month(url, args.size_servers, args.size_minutes)

@@ -21,8 +21,8 @@ import paramiko
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from control.executor import KILL_AFTER, SshExecutor
-from control.whitelist import to_shell
+from control.remediation.ssh import KILL_AFTER, SshExecutor
+from control.remediation.whitelist import to_shell
 from tests.sshd import SSHD, SshServer, running_sshd
 
 ARGV = ["echo", "hello"]

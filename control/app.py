@@ -15,9 +15,9 @@ from control.config import Settings, load_settings
 from control.jsonprovider import OrjsonProvider
 from control.keys import KeyRing
 from control.metrics import ControlMetrics
-from control.ratelimit import KeyRateLimiter
-from control.remediation import Remediation
-from control.remediation_rules import RemediationRules, load_rules
+from control.remediation.ratelimit import KeyRateLimiter
+from control.remediation.rules import RemediationRules, load_rules
+from control.remediation.runner import Remediation
 
 
 def package_version() -> str:

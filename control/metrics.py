@@ -15,8 +15,9 @@ import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from control import actions, costs, fleet
+from control.fleet import costs, servers
 from control.models import AlertStatus, JobRun, Server
+from control.remediation import actions
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +51,10 @@ class FleetCollector:
         yield from families
 
     def _fleet_families(self):
-        servers = GaugeMetricFamily("homelab_servers", "Servers by status.", labels=["status"])
-        for status, count in fleet.count_by_status().items():
-            servers.add_metric([status], count)
-        yield servers
+        by_status = GaugeMetricFamily("homelab_servers", "Servers by status.", labels=["status"])
+        for status, count in servers.count_by_status().items():
+            by_status.add_metric([status], count)
+        yield by_status
         last_seen = GaugeMetricFamily(
             "homelab_server_last_seen_timestamp_seconds",
             "When control last received a heartbeat from the server.",

@@ -10,11 +10,13 @@ from collections.abc import Callable
 import peewee
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from control import actions, fleet, leader
+from control import leader
 from control.config import Settings
 from control.db import db
-from control.dispatcher import Dispatcher
-from control.remediation import Remediation
+from control.fleet import offline, retention
+from control.remediation import actions
+from control.remediation.dispatcher import Dispatcher
+from control.remediation.runner import Remediation
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +44,11 @@ class ControlScheduler:
         s = self.settings
         return {
             "offline_check": (
-                lambda: fleet.mark_offline(s.offline_after),
+                lambda: offline.mark_offline(s.offline_after),
                 s.offline_check_interval,
             ),
             "retention": (
-                lambda: _nonzero(fleet.prune_history(s.metrics_retention_days)),
+                lambda: _nonzero(retention.prune_history(s.metrics_retention_days)),
                 RETENTION_INTERVAL,
             ),
         }

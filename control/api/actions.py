@@ -8,12 +8,12 @@ import marshmallow as ma
 from flask import current_app
 from flask.views import MethodView
 
-from control import actions
 from control.api.auth import authenticate, require
 from control.api.base import Blueprint
 from control.api.fields import ServerId, UtcDateTime, fullmatch
 from control.api.paging import PageQuerySchema, page, page_schema
 from control.models import ActionStatus
+from control.remediation import actions
 
 blp = Blueprint(
     "actions",

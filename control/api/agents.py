@@ -6,11 +6,11 @@ import marshmallow as ma
 from flask import current_app, request
 from flask.views import MethodView
 
-from control import fleet
 from control.api.auth import authenticate, require
 from control.api.base import Blueprint
 from control.api.fields import BigInt, Float, Hostname, ServerId, UtcDateTime
 from control.errors import Forbidden
+from control.fleet import heartbeats
 
 blp = Blueprint(
     "agents",
@@ -90,6 +90,6 @@ class Heartbeat(MethodView):
         principal = authenticate()
         if principal.server_id and principal.server_id != beat["server_id"]:
             raise Forbidden(f"This agent key may only report for server '{principal.server_id}'")
-        registered = fleet.ingest_heartbeat(beat, remote_address=request.remote_addr)
+        registered = heartbeats.ingest_heartbeat(beat, remote_address=request.remote_addr)
         current_app.extensions["homelab"].metrics.heartbeats.inc()
         return {"status": "ok", "server_registered": registered, "pending_commands": []}

@@ -9,12 +9,12 @@ import marshmallow as ma
 from flask import current_app
 from flask.views import MethodView
 
-from control import alerts
 from control.api.auth import require
 from control.api.base import Blueprint
 from control.api.fields import UtcDateTime, fullmatch
 from control.api.paging import PageQuerySchema, page, page_schema
 from control.models import AlertStatus
+from control.remediation import alerts
 
 blp = Blueprint(
     "alerts",

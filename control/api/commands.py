@@ -6,11 +6,11 @@ import marshmallow as ma
 from flask import current_app
 from flask.views import MethodView
 
-from control import fleet
 from control.api.actions import ACTION_TYPE_PATTERN, ActionType, Parameters
 from control.api.auth import authenticate, require
 from control.api.base import Blueprint
 from control.errors import CommandNotAllowed, ExecuteNotAllowed
+from control.fleet import servers
 
 blp = Blueprint(
     "commands",
@@ -97,7 +97,7 @@ class ExecuteCommand(MethodView):
         context = current_app.extensions["homelab"]
         principal = authenticate()
         context.rate_limiter.hit(principal.name)
-        server = fleet.get_server(server_id)
+        server = servers.get_server(server_id)
         remediation = context.remediation
         audit = {"actor": principal.name, "scope": principal.scope, "source": "execute"}
         try:

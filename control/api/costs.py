@@ -6,9 +6,9 @@ import marshmallow as ma
 from flask import current_app
 from flask.views import MethodView
 
-from control import costs
 from control.api.auth import require
 from control.api.base import Blueprint
+from control.fleet import costs
 
 blp = Blueprint(
     "costs",

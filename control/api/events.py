@@ -7,11 +7,11 @@ import json
 import marshmallow as ma
 from flask.views import MethodView
 
-from control import events
 from control.api.auth import require
 from control.api.base import Blueprint
 from control.api.fields import UtcDateTime
 from control.api.paging import PageQuerySchema, page, page_schema
+from control.fleet import events
 
 blp = Blueprint(
     "events",

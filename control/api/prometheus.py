@@ -5,9 +5,9 @@ from __future__ import annotations
 import marshmallow as ma
 from flask.views import MethodView
 
-from control import targets
 from control.api.auth import require
 from control.api.base import Blueprint
+from control.fleet import targets
 
 blp = Blueprint(
     "prometheus",

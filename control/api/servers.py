@@ -8,7 +8,6 @@ import marshmallow as ma
 from flask import current_app
 from flask.views import MethodView
 
-from control import fleet, maintenance, targets
 from control.api.actions import ActionPageSchema, ActionQuerySchema, list_page
 from control.api.auth import authenticate, require
 from control.api.base import Blueprint
@@ -20,6 +19,7 @@ from control.api.fields import (
     UtcDateTime,
     fullmatch,
 )
+from control.fleet import maintenance, servers, targets
 from control.models import METRIC_FIELDS, ServerStatus
 
 TAG_PATTERN = r"^[a-z0-9_]{1,32}$"
@@ -165,23 +165,23 @@ def server_list_body(rows: list[tuple]) -> dict:
     Dumping 10,000 servers through ServerSchema took ~1.6 s; this builds the same JSON (a test
     compares the two) in a fraction of that. ServerSchema stays the documented shape.
     """
-    server_count = len(fleet.SERVER_LIST_COLUMNS)
-    servers = []
+    server_count = len(servers.SERVER_LIST_COLUMNS)
+    items = []
     for row in rows:
-        server = dict(zip(fleet.SERVER_LIST_COLUMNS, row[:server_count], strict=True))
+        server = dict(zip(servers.SERVER_LIST_COLUMNS, row[:server_count], strict=True))
         for key in _SERVER_TIMES:
             server[key] = _iso(server[key])
         server["tags"] = json.loads(server["tags"]) if server["tags"] else []
         server["is_paused"] = bool(server["is_paused"])
-        sample = dict(zip(fleet.SAMPLE_LIST_COLUMNS, row[server_count:], strict=True))
+        sample = dict(zip(servers.SAMPLE_LIST_COLUMNS, row[server_count:], strict=True))
         if sample.pop("id") is None:
             server["latest_metrics"] = None
         else:
             for key in _SAMPLE_TIMES:
                 sample[key] = _iso(sample[key])
             server["latest_metrics"] = sample
-        servers.append(server)
-    return {"servers": servers, "total": len(servers)}
+        items.append(server)
+    return {"servers": items, "total": len(items)}
 
 
 class ServerListSchema(ma.Schema):
@@ -206,7 +206,7 @@ class Servers(MethodView):
     @blp.response(200, ServerListSchema)
     def get(self, query):
         """List servers, with their latest metrics; filter with ?status="""
-        body = server_list_body(fleet.list_server_rows(query.get("status")))
+        body = server_list_body(servers.list_server_rows(query.get("status")))
         return current_app.json.response(body)
 
     @require("write")
@@ -214,7 +214,7 @@ class Servers(MethodView):
     @blp.response(201, ServerSchema)
     def post(self, body):
         """Register a server (status `unknown` until its first heartbeat)"""
-        return fleet.register_server(body)
+        return servers.register_server(body)
 
 
 @blp.route("/<string:server_id>")
@@ -225,20 +225,20 @@ class ServerById(MethodView):
     @blp.response(200, ServerSchema)
     def get(self, server_id):
         """Get a server with its latest metrics"""
-        return fleet.get_server(server_id)
+        return servers.get_server(server_id)
 
     @require("write")
     @blp.arguments(ServerUpdateSchema)
     @blp.response(200, ServerSchema)
     def put(self, body, server_id):
         """Update a server's settings (only the fields given)"""
-        return fleet.update_server(server_id, body)
+        return servers.update_server(server_id, body)
 
     @require("write")
     @blp.response(204)
     def delete(self, server_id):
         """Delete a server and its metrics history"""
-        fleet.delete_server(server_id)
+        servers.delete_server(server_id)
 
 
 @blp.route("/<string:server_id>/pause")
@@ -250,7 +250,7 @@ class PauseServer(MethodView):
     def put(self, server_id):
         """Pause a server: its new actions wait for approval"""
         maintenance.set_paused(server_id, True, authenticate().name)
-        return fleet.get_server(server_id)
+        return servers.get_server(server_id)
 
 
 @blp.route("/<string:server_id>/unpause")
@@ -262,7 +262,7 @@ class UnpauseServer(MethodView):
     def put(self, server_id):
         """Unpause a server: new actions are auto-approved again"""
         maintenance.set_paused(server_id, False, authenticate().name)
-        return fleet.get_server(server_id)
+        return servers.get_server(server_id)
 
 
 @blp.route("/<string:server_id>/actions")
@@ -274,5 +274,5 @@ class ServerActions(MethodView):
     @blp.response(200, ActionPageSchema)
     def get(self, query, server_id):
         """List one server's actions, newest first"""
-        fleet.get_server(server_id)  # 404 for an unknown server rather than an empty page
+        servers.get_server(server_id)  # 404 for an unknown server rather than an empty page
         return list_page(query, server_id=server_id)

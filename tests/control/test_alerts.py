@@ -10,8 +10,8 @@ import json
 
 import pytest
 
-from control import alerts
 from control.models import Action, ActionStatus, Alert, AuditEntry, utcnow
+from control.remediation import alerts
 from control.scheduler import ControlScheduler
 from tests.helpers import wait_until
 from tests.prometheus.files import FIXTURES

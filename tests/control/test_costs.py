@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from control.costs import estimate_watts
+from control.fleet.costs import estimate_watts
 
 
 @pytest.fixture

@@ -130,12 +130,12 @@ def test_bad_query_parameter_is_422(client, auth):
 
 
 def test_unexpected_exception_is_opaque_500(app, client, auth, monkeypatch):
-    from control import fleet
+    from control.fleet import servers
 
     def explode(*args, **kwargs):
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(fleet, "list_server_rows", explode)
+    monkeypatch.setattr(servers, "list_server_rows", explode)
     response = client.get(SERVERS, headers=auth.viewer)
     assert_error(response, 500, "INTERNAL_ERROR")
     assert "secret" not in response.get_data(as_text=True)
@@ -144,10 +144,10 @@ def test_unexpected_exception_is_opaque_500(app, client, auth, monkeypatch):
 def test_database_failure_is_503_unavailable(app, client, auth, monkeypatch):
     import peewee
 
-    from control import fleet
+    from control.fleet import servers
 
     def locked(*args, **kwargs):
         raise peewee.OperationalError("database is locked")
 
-    monkeypatch.setattr(fleet, "list_server_rows", locked)
+    monkeypatch.setattr(servers, "list_server_rows", locked)
     assert_error(client.get(SERVERS, headers=auth.viewer), 503, "UNAVAILABLE")

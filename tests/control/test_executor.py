@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from control.errors import CommandTimeout, SshError
-from control.executor import OUTPUT_LIMIT, CommandResult, SshExecutor
+from control.remediation.ssh import OUTPUT_LIMIT, CommandResult, SshExecutor
 from tests.sshd import free_port
 
 pytestmark = pytest.mark.integration

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from control import fleet
+from control.fleet import heartbeats, offline
 from control.keys import create_key
 from control.models import MetricsSample, Server, utcnow
 
@@ -181,14 +181,14 @@ def test_last_seen_is_receive_time_not_agent_clock(client, auth):
 
 def test_last_seen_never_moves_backwards(app):
     now = utcnow()
-    fleet.ingest_heartbeat(beat(timestamp=now), now=now)
-    fleet.ingest_heartbeat(beat(timestamp=now), now=now - dt.timedelta(minutes=5))
+    heartbeats.ingest_heartbeat(beat(timestamp=now), now=now)
+    heartbeats.ingest_heartbeat(beat(timestamp=now), now=now - dt.timedelta(minutes=5))
     assert Server.get_by_id("pi-1").last_seen == now
 
 
 def test_heartbeat_brings_offline_server_back_online_with_event(client, auth):
     post(client, auth, beat())
-    fleet.mark_offline(60, now=utcnow() + dt.timedelta(minutes=5))
+    offline.mark_offline(60, now=utcnow() + dt.timedelta(minutes=5))
     assert Server.get_by_id("pi-1").status == "offline"
     post(client, auth, beat())
     assert Server.get_by_id("pi-1").status == "online"

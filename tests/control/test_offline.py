@@ -6,14 +6,15 @@ import datetime as dt
 
 import pytest
 
-from control import fleet, leader
+from control import leader
+from control.fleet import heartbeats, offline, retention, servers
 from control.models import Event, JobRun, MetricsSample, SchedulerLease, Server, utcnow
 from control.scheduler import ControlScheduler
 from tests.helpers import wait_until
 
 
 def beat(server_id, now, metrics=None):
-    fleet.ingest_heartbeat(
+    heartbeats.ingest_heartbeat(
         {"server_id": server_id, "hostname": server_id, "timestamp": now, "metrics": metrics},
         now=now,
     )
@@ -32,7 +33,7 @@ def test_silent_server_goes_offline_after_threshold(app):
     now = utcnow()
     beat("quiet", now - dt.timedelta(seconds=200))
     beat("chatty", now - dt.timedelta(seconds=10))
-    assert fleet.mark_offline(180, now=now) == ["quiet"]
+    assert offline.mark_offline(180, now=now) == ["quiet"]
     assert Server.get_by_id("quiet").status == "offline"
     assert Server.get_by_id("chatty").status == "online"
     assert status_events("quiet") == ["server quiet is offline (no heartbeat for 180s)"]
@@ -41,14 +42,14 @@ def test_silent_server_goes_offline_after_threshold(app):
 def test_offline_sweep_is_idempotent(app):
     now = utcnow()
     beat("quiet", now - dt.timedelta(seconds=500))
-    fleet.mark_offline(180, now=now)
-    assert fleet.mark_offline(180, now=now) == []
+    offline.mark_offline(180, now=now)
+    assert offline.mark_offline(180, now=now) == []
     assert len(status_events("quiet")) == 1
 
 
 def test_never_seen_servers_stay_unknown(app):
-    fleet.register_server({"id": "new", "hostname": "new"})
-    assert fleet.mark_offline(1, now=utcnow() + dt.timedelta(days=1)) == []
+    servers.register_server({"id": "new", "hostname": "new"})
+    assert offline.mark_offline(1, now=utcnow() + dt.timedelta(days=1)) == []
     assert Server.get_by_id("new").status == "unknown"
 
 
@@ -67,7 +68,7 @@ def test_offline_sweep_is_one_update_statement(app):
 
     db.obj.execute_sql = counting
     try:
-        assert len(fleet.mark_offline(60, now=now)) == 5
+        assert len(offline.mark_offline(60, now=now)) == 5
     finally:
         db.obj.execute_sql = original
     assert statements.count("UPDATE") == 1
@@ -78,7 +79,7 @@ def test_retention_prunes_old_samples_and_events(app):
     beat("box", now - dt.timedelta(days=40), metrics={"cpu_percent": 1})
     beat("box", now, metrics={"cpu_percent": 2})
     Event.update(created_at=now - dt.timedelta(days=40)).where(Event.server_id == "box").execute()
-    removed = fleet.prune_history(30, now=now)
+    removed = retention.prune_history(30, now=now)
     assert removed == {"samples": 1, "events": 1, "thinned": 0}
     assert [s.cpu_percent for s in MetricsSample.select()] == [2]
 
@@ -144,7 +145,7 @@ def test_samples_older_than_a_day_are_thinned_to_one_per_hour(app):
     beat("quiet", now - dt.timedelta(hours=25, minutes=5), metrics={"cpu_percent": 9})
     beat("quiet", now - dt.timedelta(hours=25), metrics={"cpu_percent": 7})  # its latest
     beat("box", now, metrics={"cpu_percent": 2})
-    removed = fleet.prune_history(30, now=now)
+    removed = retention.prune_history(30, now=now)
     box = list(
         MetricsSample.select()
         .where(MetricsSample.server == "box")
@@ -158,7 +159,7 @@ def test_samples_older_than_a_day_are_thinned_to_one_per_hour(app):
     quiet = Server.get_by_id("quiet")
     assert MetricsSample.get_by_id(quiet.latest_sample_id).cpu_percent == 7  # latest survives
     assert removed["thinned"] == 6
-    assert fleet.prune_history(30, now=now)["thinned"] == 0
+    assert retention.prune_history(30, now=now)["thinned"] == 0
 
 
 def test_idle_retention_run_reports_nothing(app, settings):

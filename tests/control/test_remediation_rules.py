@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from control.errors import ConfigError
-from control.remediation_rules import RuleNotApplicable, load_rules
-from control.whitelist import load_whitelist
+from control.remediation.rules import RuleNotApplicable, load_rules
+from control.remediation.whitelist import load_whitelist
 from tests.control.test_cli import control
 
 RULE = """
@@ -103,8 +103,8 @@ def test_the_shipped_compose_commands_file_loads():
     """deploy/commands.toml (mounted by docker-compose.yml) is a valid whitelist with rules."""
     from pathlib import Path
 
-    from control.remediation_rules import load_rules
-    from control.whitelist import load_whitelist
+    from control.remediation.rules import load_rules
+    from control.remediation.whitelist import load_whitelist
 
     path = Path(__file__).resolve().parents[2] / "deploy" / "commands.toml"
     whitelist = load_whitelist(path)

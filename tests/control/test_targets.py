@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from control.targets import target_address
+from control.fleet import offline
+from control.fleet.targets import target_address
 
 URL = "/api/v1/prometheus/targets"
 
@@ -98,9 +99,7 @@ def test_target_address_forms(host, expected):
 def test_offline_servers_stay_and_deleted_ones_go(client, auth):
     heartbeat(client, auth, "a")
     heartbeat(client, auth, "b")
-    from control import fleet
-
-    fleet.mark_offline(0, now=None)
+    offline.mark_offline(0, now=None)
     statuses = {g["labels"]["server_id"]: g["labels"]["status"] for g in targets(client, auth)}
     assert statuses == {"a": "offline", "b": "offline"}
     assert client.delete("/api/v1/servers/a", headers=auth.operator).status_code == 204

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from control.errors import CommandNotAllowed, ConfigError, ValidationFailed
-from control.whitelist import (
+from control.remediation.whitelist import (
     BUILTIN_TYPES,
     MAX_PARAM_LENGTH,
     CommandType,

@@ -27,12 +27,13 @@ from typing import Any
 
 import peewee as pw
 
-from control import actions, events
 from control.db import db, is_sqlite, write_transaction
 from control.errors import CommandNotAllowed, Conflict, NotFound, ValidationFailed
+from control.fleet import events
 from control.models import Action, ActionStatus, Alert, AlertStatus, utcnow
-from control.remediation_rules import RemediationRules, RuleNotApplicable
-from control.whitelist import Whitelist
+from control.remediation import actions
+from control.remediation.rules import RemediationRules, RuleNotApplicable
+from control.remediation.whitelist import Whitelist
 
 RETRY_AFTER = dt.timedelta(hours=1)
 MAX_ID = 2**63 - 1

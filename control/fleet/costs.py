@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from control import fleet
+from control.fleet import servers
 from control.models import Server
 
 IDLE_SHARE = 0.4
@@ -74,7 +74,7 @@ def estimate_watts(tdp_watts: float, cpu_percent: float | None) -> float:
 
 
 def server_cost(server: Server, price: float) -> ServerCost:
-    """The estimate for one server carrying `.latest_sample` (as `fleet.list_servers` gives)."""
+    """The estimate for one server carrying `.latest_sample` (as `servers.list_servers` gives)."""
     sample = getattr(server, "latest_sample", None)
     cpu = sample.cpu_percent if sample is not None and sample.id is not None else None
     if server.tdp_watts is None:
@@ -86,4 +86,4 @@ def server_cost(server: Server, price: float) -> ServerCost:
 
 def fleet_costs(price: float, currency: str) -> FleetCost:
     """The estimate for every server, in id order."""
-    return FleetCost([server_cost(s, price) for s in fleet.list_servers()], price, currency)
+    return FleetCost([server_cost(s, price) for s in servers.list_servers()], price, currency)

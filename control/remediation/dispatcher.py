@@ -16,11 +16,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import peewee
 
-from control import actions
 from control.db import db
 from control.errors import CommandTimeout, ControlError, SshError
 from control.models import Server
-from control.remediation import Remediation
+from control.remediation import actions
+from control.remediation.runner import Remediation
 
 log = logging.getLogger(__name__)
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from control import audit
 from control.config import Settings
 from control.errors import CommandTimeout, SshError
-from control.executor import CommandResult, SshExecutor
 from control.models import Server
-from control.whitelist import Whitelist, load_whitelist
+from control.remediation import audit
+from control.remediation.ssh import CommandResult, SshExecutor
+from control.remediation.whitelist import Whitelist, load_whitelist
 
 Observer = Callable[[str, str, float], None]  # (action_type, source, seconds)
 

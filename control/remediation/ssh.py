@@ -33,7 +33,7 @@ from paramiko import (
 )
 
 from control.errors import CommandTimeout, SshError
-from control.whitelist import to_shell
+from control.remediation.whitelist import to_shell
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from control.models import Event
 
-log = logging.getLogger("control.events")
+log = logging.getLogger("control.fleet.events")
 
 
 class EventType:

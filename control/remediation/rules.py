@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from control.errors import ConfigError
-from control.whitelist import Whitelist
+from control.remediation.whitelist import Whitelist
 
 KNOWN_RULE_KEYS = frozenset({"alertname", "action_type", "parameters", "match", "description"})
 _RULE_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}", re.ASCII)

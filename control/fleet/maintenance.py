@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from control import events
 from control.db import write_transaction
 from control.errors import NotFound
-from control.events import EventType
+from control.fleet import events
+from control.fleet.events import EventType
 from control.models import Server, utcnow
 
 

@@ -7,7 +7,7 @@ import logging
 
 from control.models import AuditEntry
 
-log = logging.getLogger("control.audit")
+log = logging.getLogger("control.remediation.audit")
 
 
 def record(

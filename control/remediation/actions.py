@@ -11,12 +11,12 @@ from typing import Any
 
 import peewee as pw
 
-from control import events
 from control.db import db, write_transaction
 from control.errors import Conflict, NotFound
-from control.events import EventType
+from control.fleet import events
+from control.fleet.events import EventType
 from control.models import Action, ActionStatus, Server, utcnow
-from control.whitelist import Whitelist, to_shell
+from control.remediation.whitelist import Whitelist, to_shell
 
 INTERRUPTED = "interrupted: control stopped while the command was running"
 

@@ -1,0 +1,56 @@
+"""Retention: old samples and events are deleted, samples past a day thinned to one an hour."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import peewee as pw
+
+from control.db import is_sqlite, write_transaction
+from control.models import Event, MetricsSample, Server, utcnow
+
+# Samples younger than this are all kept; older ones are thinned to one per server per hour.
+FULL_RESOLUTION = dt.timedelta(hours=24)
+# How far back each (hourly) thinning pass looks. Narrow on purpose: each pass then touches about
+# one hour of samples, so it holds SQLite's write lock briefly even for a large fleet. Samples
+# from hours the scheduler was down longer than this stay unthinned until retention drops them.
+THINNING_WINDOW = dt.timedelta(hours=26)
+
+
+def thin_history(now: dt.datetime | None = None) -> int:
+    """Keep the first sample of each server-hour for samples older than a day; drop the rest.
+
+    A month of 60 s heartbeats is then 1,440 + 29 x 24 rows per server instead of 43,200.
+    Each server's newest sample (its `latest_metrics`) is always kept. Long-term, fine-grained
+    history is Prometheus's job; control keeps enough to chart a month by the hour.
+    """
+    now = now or utcnow()
+    upper, lower = now - FULL_RESOLUTION, now - THINNING_WINDOW
+    received = MetricsSample.received_at
+    # Stored times sort as text on SQLite; the first 13 characters are the hour.
+    hour = pw.fn.substr(received, 1, 13) if is_sqlite() else pw.fn.date_trunc("hour", received)
+    in_window = (received >= lower) & (received < upper)
+    first_of_hour = (
+        MetricsSample.select(pw.fn.MIN(MetricsSample.id))
+        .where(in_window)
+        .group_by(MetricsSample.server, hour)
+    )
+    latest = Server.select(Server.latest_sample_id).where(Server.latest_sample_id.is_null(False))
+    with write_transaction():
+        return (
+            MetricsSample.delete()
+            .where(
+                in_window & MetricsSample.id.not_in(first_of_hour) & MetricsSample.id.not_in(latest)
+            )
+            .execute()
+        )
+
+
+def prune_history(retention_days: int, now: dt.datetime | None = None) -> dict[str, int]:
+    """Delete samples and events older than the retention period; thin samples past a day."""
+    now = now or utcnow()
+    cutoff = now - dt.timedelta(days=retention_days)
+    with write_transaction():
+        samples = MetricsSample.delete().where(MetricsSample.received_at < cutoff).execute()
+        old_events = Event.delete().where(Event.created_at < cutoff).execute()
+    return {"samples": samples, "events": old_events, "thinned": thin_history(now)}

@@ -1,0 +1,135 @@
+"""Servers: registering, listing, reading, updating and deleting them (seed 000).
+
+Inputs are already validated by the API's schemas; nothing here touches Flask.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import peewee as pw
+
+from control.db import db, write_transaction
+from control.errors import Conflict, NotFound
+from control.fleet import events
+from control.fleet.events import EventType
+from control.models import METRIC_FIELDS, MetricsSample, Server, ServerStatus, utcnow
+
+
+def _servers_with_latest():
+    """Servers LEFT JOINed to their newest sample: one query however many servers there are."""
+    return Server.select(Server, MetricsSample).join(
+        MetricsSample,
+        pw.JOIN.LEFT_OUTER,
+        on=(Server.latest_sample_id == MetricsSample.id),
+        attr="latest_sample",
+    )
+
+
+def list_servers(status: str | None = None) -> list[Server]:
+    """Every server (optionally only those with `status`), each with `.latest_sample` or None."""
+    query = _servers_with_latest().order_by(Server.id)
+    if status:
+        query = query.where(Server.status == status)
+    return list(query)
+
+
+SERVER_LIST_COLUMNS = (
+    "id", "hostname", "display_name", "ip_address", "status", "tdp_watts", "ssh_port",
+    "ssh_user", "os_distribution", "os_version", "kernel_version", "architecture",
+    "agent_version", "metrics_port", "tags", "is_paused", "paused_at", "last_seen",
+    "created_at", "updated_at",
+)  # fmt: skip
+SAMPLE_LIST_COLUMNS = ("id", "timestamp", "received_at", *METRIC_FIELDS)
+
+
+def list_server_rows(status: str | None = None) -> list[tuple]:
+    """Like `list_servers`, as raw database rows: the columns of SERVER_LIST_COLUMNS then
+    SAMPLE_LIST_COLUMNS, unconverted (booleans may be 0/1), times as text in both databases
+    (`YYYY-MM-DD HH:MM:SS[.ffffff]`).
+
+    For the list endpoint: with 10,000 servers, peewee's and psycopg2's per-value conversions
+    (datetimes above all) cost more than the query itself.
+    """
+
+    def column(model, name):
+        field = getattr(model, name)
+        return field.cast("text") if isinstance(field, pw.DateTimeField) else field
+
+    columns = [column(Server, name) for name in SERVER_LIST_COLUMNS]
+    columns += [column(MetricsSample, name) for name in SAMPLE_LIST_COLUMNS]
+    query = (
+        Server.select(*columns)
+        .join(MetricsSample, pw.JOIN.LEFT_OUTER, on=(Server.latest_sample_id == MetricsSample.id))
+        .order_by(Server.id)
+    )
+    if status:
+        query = query.where(Server.status == status)
+    return db.execute_sql(*query.sql()).fetchall()
+
+
+def get_server(server_id: str) -> Server:
+    """One server with its newest sample, or NotFound."""
+    server = _servers_with_latest().where(Server.id == server_id).first()
+    if server is None:
+        raise NotFound(f"Server '{server_id}' not found")
+    return server
+
+
+def register_server(fields: dict[str, Any]) -> Server:
+    """Create a server in status `unknown`; Conflict when the id is taken."""
+    now = utcnow()
+    with write_transaction():
+        if Server.select().where(Server.id == fields["id"]).exists():
+            raise Conflict(f"Server '{fields['id']}' already exists")
+        Server.insert(
+            **fields, status=ServerStatus.UNKNOWN, created_at=now, updated_at=now
+        ).execute()
+        events.record(
+            EventType.SERVER_REGISTERED,
+            f"server {fields['id']} registered",
+            server_id=fields["id"],
+            details={"source": "api"},
+        )
+    return get_server(fields["id"])
+
+
+def update_server(server_id: str, fields: dict[str, Any]) -> Server:
+    """Change the given fields of a server; an empty update returns it unchanged."""
+    if fields:
+        with write_transaction():
+            updated = (
+                Server.update(**fields, updated_at=utcnow()).where(Server.id == server_id).execute()
+            )
+            if not updated:
+                raise NotFound(f"Server '{server_id}' not found")
+            events.record(
+                EventType.SERVER_UPDATED,
+                f"server {server_id} updated",
+                server_id=server_id,
+                details={"fields": sorted(fields)},
+            )
+    return get_server(server_id)
+
+
+def delete_server(server_id: str) -> None:
+    """Delete a server and its metrics history; its events stay, plus one saying it went."""
+    with write_transaction():
+        server = Server.get_or_none(Server.id == server_id)
+        if server is None:
+            raise NotFound(f"Server '{server_id}' not found")
+        # Explicit delete as well as ON DELETE CASCADE: correctness must not hang on a pragma.
+        MetricsSample.delete().where(MetricsSample.server == server_id).execute()
+        server.delete_instance()
+        events.record(EventType.SERVER_DELETED, f"server {server_id} deleted", server_id=server_id)
+
+
+
+def count_by_status() -> dict[str, int]:
+    """How many servers are in each status (every status present, zero included)."""
+    counts = dict.fromkeys(ServerStatus.ALL, 0)
+    for status, count in (
+        Server.select(Server.status, pw.fn.COUNT(Server.id)).group_by(Server.status).tuples()
+    ):
+        counts[status] = count
+    return counts
