@@ -21,7 +21,7 @@ import paramiko
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from control.remediation.ssh import KILL_AFTER, SshExecutor
+from control.remediation.executor import KILL_AFTER, SshExecutor
 from control.remediation.whitelist import to_shell
 from tests.sshd import SSHD, SshServer, running_sshd
 

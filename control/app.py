@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
 from flask import Flask, g, request
 
-from control import api, db, migrations
+from control import api, context, db, migrations
 from control.config import Settings, load_settings
+from control.context import ControlContext
 from control.jsonprovider import OrjsonProvider
 from control.keys import KeyRing
 from control.metrics import ControlMetrics
 from control.remediation.ratelimit import KeyRateLimiter
-from control.remediation.rules import RemediationRules, load_rules
+from control.remediation.rules import load_rules
 from control.remediation.runner import Remediation
 
 
@@ -34,21 +33,6 @@ class ControlFlask(Flask):
     json_provider_class = OrjsonProvider
 
 
-@dataclass
-class ControlContext:
-    """What the views need from the app, kept in `app.extensions["homelab"]`."""
-
-    settings: Settings
-    keyring: KeyRing
-    metrics: ControlMetrics
-    version: str
-    remediation: Remediation
-    rate_limiter: KeyRateLimiter
-    remediation_rules: RemediationRules = field(default_factory=RemediationRules)
-    # Set by `serve` to the in-process dispatcher's wake(); a no-op when none runs here.
-    wake: Callable[[], None] = field(default=lambda: None)
-
-
 def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     """Build the control app from Settings, a dict of setting overrides, or the environment.
 
@@ -64,7 +48,7 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False
     metrics = ControlMetrics(settings.electricity_price, settings.currency)
     remediation = Remediation(settings, observe=metrics.observe_command)
-    app.extensions["homelab"] = ControlContext(
+    ControlContext(
         settings=settings,
         keyring=KeyRing(settings.operator_key, settings.agent_key, settings.viewer_key),
         metrics=metrics,
@@ -72,7 +56,7 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
         remediation=remediation,
         rate_limiter=KeyRateLimiter(settings.rate_limit),
         remediation_rules=load_rules(remediation.whitelist, settings.commands_file or None),
-    )
+    ).install(app)
     api.init_app(app)
     _install_request_hooks(app)
     return app
@@ -80,7 +64,7 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
 
 def _install_request_hooks(app: Flask) -> None:
     """Per request: make sure this thread has a database connection; time the request."""
-    request_duration = app.extensions["homelab"].metrics.request_duration
+    request_duration = context.of(app).metrics.request_duration
 
     @app.before_request
     def _start():

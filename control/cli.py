@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import peewee
 
-from control import db, keys, logs, migrations
+from control import context, db, keys, logs, migrations
 from control.config import ConfigError, Settings, load_settings
 from control.errors import ControlError
 
@@ -106,12 +106,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         if exc.errno == errno.EADDRINUSE:
             raise ConfigError(f"port {args.port} on {args.host} is already in use") from None
         raise ConfigError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
-    context = app.extensions["homelab"]
     scheduler = None
     if not args.no_scheduler:
         # One SSH pool per process: the dispatcher shares the API's.
-        scheduler = ControlScheduler(settings, remediation=context.remediation)
-        context.wake = scheduler.dispatcher.wake
+        scheduler = ControlScheduler(settings, remediation=context.of(app).remediation)
         scheduler.start()
     thread = threading.Thread(target=server.run, name="waitress", daemon=True)
     thread.start()

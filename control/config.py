@@ -35,6 +35,7 @@ class Settings:
     ssh_known_hosts: str = ""
     command_timeout: int = 30
     ssh_connect_timeout: int = 10
+    ssh_idle: int = 300  # seconds before an unused SSH connection is closed
     dispatch_workers: int = 4
     rate_limit: int = 10
     electricity_price: float = 0.30
@@ -65,6 +66,7 @@ _POSITIVE = {
     "metrics_retention_days",
     "command_timeout",
     "ssh_connect_timeout",
+    "ssh_idle",
     "dispatch_workers",
     "rate_limit",
     "max_content_length",

@@ -105,8 +105,10 @@ def create_key(
     scope: str, name: str | None = None, server_id: str | None = None
 ) -> tuple[str, ApiKey]:
     """Store a new key and return it (the only time it exists in clear) with its row."""
-    if scope not in ApiKeyScope.ALL:
-        raise ValidationFailed("invalid scope", errors={"scope": [f"one of {ApiKeyScope.ALL}"]})
+    if scope not in set(ApiKeyScope):
+        raise ValidationFailed(
+            "invalid scope", errors={"scope": ["one of " + ", ".join(ApiKeyScope)]}
+        )
     if server_id and scope != ApiKeyScope.AGENT:
         raise ValidationFailed(
             "only agent keys can be bound to a server",

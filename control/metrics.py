@@ -145,9 +145,14 @@ class ControlMetrics:
             ["status"],
             registry=self.registry,
         )
-        for status in AlertStatus.ALL:
+        for status in AlertStatus:
             self.alerts_received.labels(status)  # both series exist from the start
         self.registry.register(FleetCollector(electricity_price, currency))
+
+    def count_alerts(self, delivered: list[dict]) -> None:
+        """Count each alert of one Alertmanager delivery by its status."""
+        for alert in delivered:
+            self.alerts_received.labels(alert["status"]).inc()
 
     def observe_command(self, action_type: str, source: str, seconds: float) -> None:
         """Record one remote command's duration (called by Remediation)."""

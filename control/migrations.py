@@ -55,9 +55,37 @@ def _v3_alerts(migrator: SchemaMigrator) -> None:
     db.create_tables([Alert], safe=True)
 
 
+def _v4_actions_outlive_servers(migrator: SchemaMigrator) -> None:
+    """Version 4: actions keep their server id as text (no cascade) and never reuse an id."""
+    if not is_sqlite():
+        # PostgreSQL sequences never reuse ids; only the foreign key goes.
+        db.execute_sql('ALTER TABLE "action" DROP CONSTRAINT IF EXISTS "action_server_id_fkey"')
+        return
+    # SQLite can change neither a column's constraints nor its AUTOINCREMENT in place: rebuild
+    # the table. Its indexes go with the old table and are made again for the new one.
+    columns = ", ".join(f'"{field.column_name}"' for field in Action._meta.sorted_fields)
+    db.execute_sql('ALTER TABLE "action" RENAME TO "action_v3"')
+    for (name,) in db.execute_sql(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'action_v3' "
+        "AND sql IS NOT NULL"
+    ).fetchall():
+        db.execute_sql(f'DROP INDEX "{name}"')
+    Action._schema.create_table(safe=False)
+    db.execute_sql(
+        f'INSERT INTO "action" ({columns}) SELECT {columns} FROM "action_v3"'  # noqa: S608
+    )
+    db.execute_sql('DROP TABLE "action_v3"')
+    Action._schema.create_indexes(safe=True)
+    db.execute_sql(OPEN_ACTION_INDEX)
+
+
 # Each step takes a SchemaMigrator; step N brings version N-1 to version N.
 # Version 1 is the initial schema (servers, samples, events, keys, scheduler rows).
-MIGRATIONS: list[Callable[[SchemaMigrator], None]] = [_v2_remediation, _v3_alerts]
+MIGRATIONS: list[Callable[[SchemaMigrator], None]] = [
+    _v2_remediation,
+    _v3_alerts,
+    _v4_actions_outlive_servers,
+]
 LATEST_VERSION = 1 + len(MIGRATIONS)
 MIGRATION_LOCK_ID = 0x484F4D45  # arbitrary, constant: "HOME"
 

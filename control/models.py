@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import enum
 
 import peewee as pw
 
@@ -22,13 +23,12 @@ class BaseModel(pw.Model):
         legacy_table_names = False
 
 
-class ServerStatus:
+class ServerStatus(enum.StrEnum):
     """The values of `Server.status`."""
 
     UNKNOWN = "unknown"
     ONLINE = "online"
     OFFLINE = "offline"
-    ALL = (UNKNOWN, ONLINE, OFFLINE)
 
 
 class Server(BaseModel):
@@ -128,13 +128,12 @@ class Event(BaseModel):
         )
 
 
-class ApiKeyScope:
+class ApiKeyScope(enum.StrEnum):
     """The values of `ApiKey.scope`."""
 
     AGENT = "agent"
     VIEWER = "viewer"
     OPERATOR = "operator"
-    ALL = (AGENT, VIEWER, OPERATOR)
 
 
 class ApiKey(BaseModel):
@@ -150,7 +149,7 @@ class ApiKey(BaseModel):
     revoked_at = pw.DateTimeField(null=True)
 
 
-class ActionStatus:
+class ActionStatus(enum.StrEnum):
     """The values of `Action.status`: pending → approved → executing → completed | failed."""
 
     PENDING = "pending"
@@ -159,15 +158,36 @@ class ActionStatus:
     COMPLETED = "completed"
     FAILED = "failed"
     REJECTED = "rejected"
-    ALL = (PENDING, APPROVED, EXECUTING, COMPLETED, FAILED, REJECTED)
-    OPEN = (PENDING, APPROVED, EXECUTING)
+
+
+# An action in one of these may still run; at most one such per (server, type, parameters).
+OPEN_ACTION_STATUSES = (ActionStatus.PENDING, ActionStatus.APPROVED, ActionStatus.EXECUTING)
+
+
+class NeverReusedId(pw.BigAutoField):
+    """A BIGINT id never handed out twice, even after the newest row is deleted.
+
+    SQLite's plain INTEGER PRIMARY KEY reuses the highest id once its row is gone; AUTOINCREMENT
+    does not. PostgreSQL's sequences never reuse, so the keyword is SQLite's only.
+    """
+
+    def ddl(self, ctx: pw.Context) -> pw.NodeList:
+        """The column definition, with AUTOINCREMENT on SQLite."""
+        node = super().ddl(ctx)
+        if isinstance(self.model._meta.database.obj, pw.SqliteDatabase):
+            return pw.NodeList((node, pw.SQL("AUTOINCREMENT")))
+        return node
 
 
 class Action(BaseModel):
-    """A queued remediation: one whitelisted command for one server, through the approval gate."""
+    """A queued remediation: one whitelisted command for one server, through the approval gate.
 
-    id = pw.BigAutoField()
-    server = pw.ForeignKeyField(Server, backref="actions", on_delete="CASCADE", index=False)
+    `server_id` is a plain column, not a foreign key: an action's history (and its audit
+    entries) outlive the server's deletion, like events do.
+    """
+
+    id = NeverReusedId()
+    server_id = pw.CharField(max_length=100)
     action_type = pw.CharField(max_length=64)
     parameters = pw.TextField(default="{}")  # canonical JSON (sorted keys) for duplicate checks
     command = pw.TextField()  # the quoted shell command it renders to, for operators to read
@@ -190,7 +210,7 @@ class Action(BaseModel):
 
     class Meta:
         indexes = (
-            (("server", "id"), False),
+            (("server_id", "id"), False),
             (("status", "id"), False),
         )
 
@@ -238,12 +258,11 @@ class JobRun(BaseModel):
     failures = pw.BigIntegerField(default=0)
 
 
-class AlertStatus:
+class AlertStatus(enum.StrEnum):
     """The values of `Alert.status`, as Alertmanager reports them."""
 
     FIRING = "firing"
     RESOLVED = "resolved"
-    ALL = (FIRING, RESOLVED)
 
 
 class Alert(BaseModel):

@@ -45,12 +45,9 @@ OPENAPI_CONFIG = {
 
 
 class ControlApi(flask_smorest.Api):
-    """flask-smorest's Api with our error body documented and our handlers installed."""
+    """flask-smorest's Api with our error body documented (ERROR_SCHEMA is its public hook)."""
 
     ERROR_SCHEMA = errors.ErrorSchema
-
-    def _register_error_handlers(self):
-        errors.init_app(self._app)
 
 
 def init_app(app: Flask) -> ControlApi:
@@ -74,6 +71,9 @@ def init_app(app: Flask) -> ControlApi:
     for name, scheme in SECURITY_SCHEMES.items():
         if name not in api.spec.components.security_schemes:
             api.spec.components.security_scheme(name, scheme)
+    # After Api.init_app: ours replace the handlers flask-smorest registered for the same
+    # exception classes, through Flask's public API rather than a private flask-smorest hook.
+    errors.init_app(app)
     for blueprint in RESOURCE_BLUEPRINTS:
         api.register_blueprint(blueprint)
     app.register_blueprint(system.blp)

@@ -1,40 +1,34 @@
-"""`/api/v1/actions`: the remediation queue with its approval gate (seed 003)."""
+"""`/api/v1/actions` and `/api/v1/servers/{id}/actions`: the remediation queue (seed 003)."""
 
 from __future__ import annotations
 
 import json
 
 import marshmallow as ma
-from flask import current_app
 from flask.views import MethodView
 
+from control import context
 from control.api.auth import authenticate, require
 from control.api.base import Blueprint
-from control.api.fields import ServerId, UtcDateTime, fullmatch
+from control.api.fields import (
+    ROW_ID,
+    ActionType,
+    OneOf,
+    Parameters,
+    ServerId,
+    UtcDateTime,
+)
 from control.api.paging import PageQuerySchema, page, page_schema
+from control.bounds import BIGINT_MAX
 from control.models import ActionStatus
 from control.remediation import actions
 
 blp = Blueprint(
     "actions",
     __name__,
-    url_prefix="/api/v1/actions",
+    url_prefix="/api/v1",
     description="Queued remediation actions: create, approve, reject, follow.",
 )
-
-ACTION_TYPE_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
-
-
-def ActionType(**kwargs) -> ma.fields.String:
-    """An action type name (whether it is whitelisted is checked separately: 403)."""
-    return ma.fields.String(
-        validate=fullmatch(ACTION_TYPE_PATTERN, "Lowercase letters, digits and '_'."), **kwargs
-    )
-
-
-def Parameters() -> ma.fields.Dict:
-    """Action parameters: name → string value; which names a type takes is the whitelist's call."""
-    return ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.String(), load_default=dict)
 
 
 class ActionCreateSchema(ma.Schema):
@@ -45,7 +39,7 @@ class ActionCreateSchema(ma.Schema):
     service_name = ma.fields.String(validate=ma.validate.Length(max=255))
     parameters = Parameters()
     alert_id = ma.fields.Integer(
-        strict=True, allow_none=True, validate=ma.validate.Range(1, 2**63 - 1)
+        strict=True, allow_none=True, validate=ma.validate.Range(1, BIGINT_MAX)
     )
 
     @ma.post_load
@@ -59,12 +53,17 @@ class ActionCreateSchema(ma.Schema):
         return data
 
 
-class ActionQuerySchema(PageQuerySchema):
+class ServerActionQuerySchema(PageQuerySchema):
+    """Filters for one server's actions."""
+
+    status = OneOf(ActionStatus)
+    action_type = ActionType()
+
+
+class ActionQuerySchema(ServerActionQuerySchema):
     """Filters for listing actions."""
 
-    status = ma.fields.String(validate=ma.validate.OneOf(ActionStatus.ALL))
-    server_id = ma.fields.String(validate=ma.validate.Length(1, 100))
-    action_type = ma.fields.String(validate=ma.validate.Length(1, 64))
+    server_id = ServerId()
 
 
 class RejectSchema(ma.Schema):
@@ -81,7 +80,7 @@ class ActionSchema(ma.Schema):
     action_type = ma.fields.String()
     parameters = ma.fields.Function(lambda a: json.loads(a.parameters), metadata={"type": "object"})
     command = ma.fields.String()
-    status = ma.fields.String(metadata={"enum": list(ActionStatus.ALL)})
+    status = ma.fields.String(metadata={"enum": list(ActionStatus)})
     alert_id = ma.fields.Integer(allow_none=True)
     created_by = ma.fields.String()
     created_at = UtcDateTime()
@@ -101,23 +100,7 @@ class ActionSchema(ma.Schema):
 ActionPageSchema = page_schema("actions", ActionSchema, "ActionPageSchema")
 
 
-def list_page(query: dict, server_id: str | None = None) -> dict:
-    """Shared by GET /actions and GET /servers/{id}/actions."""
-    rows, total = actions.list_actions(
-        query.get("status"),
-        server_id or query.get("server_id"),
-        query.get("action_type"),
-        query["limit"],
-        query["offset"],
-    )
-    return page(rows, total, query, "actions")
-
-
-def _context():
-    return current_app.extensions["homelab"]
-
-
-@blp.route("")
+@blp.route("/actions")
 class Actions(MethodView):
     """The action queue."""
 
@@ -126,7 +109,7 @@ class Actions(MethodView):
     @blp.response(200, ActionPageSchema)
     def get(self, query):
         """List actions, newest first; filter by status, server_id, action_type"""
-        return list_page(query)
+        return page("actions", actions.list_actions(**query), query)
 
     @require("write")
     @blp.arguments(ActionCreateSchema)
@@ -136,20 +119,11 @@ class Actions(MethodView):
     @blp.alt_response(409, response="CONFLICT", description="the same action is already open")
     def post(self, body):
         """Queue an action: auto-approved, or pending when the server is paused"""
-        action = actions.create_action(
-            _context().remediation.whitelist,
-            body["server_id"],
-            body["action_type"],
-            body["parameters"],
-            created_by=authenticate().name,
-            alert_id=body.get("alert_id"),
-        )
-        if action.status == ActionStatus.APPROVED:
-            _context().wake()
-        return action
+        whitelist = context.current().remediation.whitelist
+        return actions.create_action(whitelist, **body, created_by=authenticate().name)
 
 
-@blp.route("/<int(max=9223372036854775807):action_id>")
+@blp.route(f"/actions/<{ROW_ID}:action_id>")
 class ActionById(MethodView):
     """One action."""
 
@@ -161,7 +135,7 @@ class ActionById(MethodView):
         return actions.get_action(action_id)
 
 
-@blp.route("/<int(max=9223372036854775807):action_id>/approve")
+@blp.route(f"/actions/<{ROW_ID}:action_id>/approve")
 class ApproveAction(MethodView):
     """Approval of a pending action."""
 
@@ -171,12 +145,10 @@ class ApproveAction(MethodView):
     @blp.alt_response(409, response="CONFLICT", description="the action is not pending")
     def post(self, action_id):
         """Approve a pending action; it runs within a second or two"""
-        action = actions.approve_action(action_id, authenticate().name)
-        _context().wake()
-        return action
+        return actions.approve_action(action_id, authenticate().name)
 
 
-@blp.route("/<int(max=9223372036854775807):action_id>/reject")
+@blp.route(f"/actions/<{ROW_ID}:action_id>/reject")
 class RejectAction(MethodView):
     """Rejection of a pending action."""
 
@@ -188,3 +160,16 @@ class RejectAction(MethodView):
     def post(self, body, action_id):
         """Reject a pending action, with a reason"""
         return actions.reject_action(action_id, authenticate().name, body["reason"])
+
+
+@blp.route("/servers/<string:server_id>/actions")
+class ServerActions(MethodView):
+    """The actions of one server."""
+
+    @require("read")
+    @blp.arguments(ServerActionQuerySchema, location="query")
+    @blp.response(200, ActionPageSchema)
+    @blp.alt_response(404, response="NOT_FOUND")
+    def get(self, query, server_id):
+        """List one server's actions, newest first"""
+        return page("actions", actions.list_server_actions(server_id, **query), query)

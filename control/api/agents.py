@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import marshmallow as ma
-from flask import current_app, request
+from flask import request
 from flask.views import MethodView
 
+from control import context
 from control.api.auth import authenticate, require
 from control.api.base import Blueprint
 from control.api.fields import BigInt, Float, Hostname, ServerId, UtcDateTime
-from control.errors import Forbidden
 from control.fleet import heartbeats
 
 blp = Blueprint(
@@ -87,9 +87,10 @@ class Heartbeat(MethodView):
     @blp.response(200, HeartbeatResponseSchema)
     def post(self, beat):
         """Record a heartbeat: registers the server if new and marks it online"""
-        principal = authenticate()
-        if principal.server_id and principal.server_id != beat["server_id"]:
-            raise Forbidden(f"This agent key may only report for server '{principal.server_id}'")
-        registered = heartbeats.ingest_heartbeat(beat, remote_address=request.remote_addr)
-        current_app.extensions["homelab"].metrics.heartbeats.inc()
+        registered = heartbeats.accept_heartbeat(
+            beat,
+            bound_server_id=authenticate().server_id,
+            remote_address=request.remote_addr,
+        )
+        context.current().metrics.heartbeats.inc()
         return {"status": "ok", "server_registered": registered, "pending_commands": []}

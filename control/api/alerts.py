@@ -6,12 +6,12 @@ import json
 import re
 
 import marshmallow as ma
-from flask import current_app
 from flask.views import MethodView
 
+from control import context
 from control.api.auth import require
 from control.api.base import Blueprint
-from control.api.fields import UtcDateTime, fullmatch
+from control.api.fields import ROW_ID, OneOf, ServerId, UtcDateTime, fullmatch
 from control.api.paging import PageQuerySchema, page, page_schema
 from control.models import AlertStatus
 from control.remediation import alerts
@@ -43,7 +43,7 @@ class AlertmanagerAlertSchema(ma.Schema):
     class Meta:
         unknown = ma.EXCLUDE
 
-    status = ma.fields.String(required=True, validate=ma.validate.OneOf(AlertStatus.ALL))
+    status = ma.fields.String(required=True, validate=ma.validate.OneOf(list(AlertStatus)))
     # Label and annotation names are stored as given (Alertmanager only sends valid ones);
     # only `alertname` is required, and documented so in the OpenAPI schema.
     labels = ma.fields.Dict(
@@ -104,7 +104,7 @@ class AlertmanagerWebhookSchema(ma.Schema):
         unknown = ma.EXCLUDE
 
     version = ma.fields.String(required=True, validate=ma.validate.Equal("4"))
-    status = ma.fields.String(validate=ma.validate.OneOf(AlertStatus.ALL))
+    status = ma.fields.String(validate=ma.validate.OneOf(list(AlertStatus)))
     receiver = ma.fields.String()
     alerts = ma.fields.List(
         ma.fields.Nested(AlertmanagerAlertSchema),
@@ -119,7 +119,7 @@ class AlertSchema(ma.Schema):
     id = ma.fields.Integer()
     fingerprint = ma.fields.String()
     alertname = ma.fields.String()
-    status = ma.fields.String(metadata={"enum": list(AlertStatus.ALL)})
+    status = ma.fields.String(metadata={"enum": list(list(AlertStatus))})
     server_id = ma.fields.String(allow_none=True)
     labels = ma.fields.Function(lambda a: json.loads(a.labels), metadata={"type": "object"})
     annotations = ma.fields.Function(
@@ -152,9 +152,11 @@ class ReceivedSchema(ma.Schema):
 class AlertQuerySchema(PageQuerySchema):
     """Filters for GET /alerts (`status` is the alert's own, firing or resolved)."""
 
-    status = ma.fields.String(validate=ma.validate.OneOf(AlertStatus.ALL))
-    alertname = ma.fields.String(validate=ma.validate.Length(1, 255))
-    server_id = ma.fields.String(validate=ma.validate.Length(1, 100))
+    status = OneOf(AlertStatus)
+    alertname = ma.fields.String(
+        validate=fullmatch(ALERTNAME_PATTERN, "1-255 characters, no control characters.")
+    )
+    server_id = ServerId()
 
 
 @blp.route("")
@@ -166,17 +168,10 @@ class Alerts(MethodView):
     @blp.response(200, AlertPageSchema)
     def get(self, query):
         """List alerts, newest first; filter by status, alertname, server_id"""
-        rows, total = alerts.list_alerts(
-            query.get("status"),
-            query.get("alertname"),
-            query.get("server_id"),
-            query["limit"],
-            query["offset"],
-        )
-        return page(rows, total, query, "alerts")
+        return page("alerts", alerts.list_alerts(**query), query)
 
 
-@blp.route("/<int(max=9223372036854775807):alert_id>")
+@blp.route(f"/<{ROW_ID}:alert_id>")
 class AlertById(MethodView):
     """One alert."""
 
@@ -197,12 +192,6 @@ class AlertmanagerWebhook(MethodView):
     @blp.response(200, ReceivedSchema)
     def post(self, body):
         """Store a webhook delivery and queue the actions its firing alerts' rules ask for"""
-        context = current_app.extensions["homelab"]
-        received = alerts.receive(
-            body["alerts"], context.remediation_rules, context.remediation.whitelist
-        )
-        for alert in body["alerts"]:
-            context.metrics.alerts_received.labels(alert["status"]).inc()
-        if received.queued_approved:
-            context.wake()
-        return received
+        ctx = context.current()
+        ctx.metrics.count_alerts(body["alerts"])
+        return alerts.receive(body["alerts"], ctx.remediation_rules, ctx.remediation.whitelist)

@@ -9,9 +9,10 @@ from flask.views import MethodView
 
 from control.api.auth import require
 from control.api.base import Blueprint
-from control.api.fields import UtcDateTime
+from control.api.fields import OneOf, ServerId, UtcDateTime
 from control.api.paging import PageQuerySchema, page, page_schema
 from control.remediation import audit
+from control.remediation.audit import AuditResult, AuditSource
 
 blp = Blueprint(
     "audit",
@@ -24,9 +25,9 @@ blp = Blueprint(
 class AuditQuerySchema(PageQuerySchema):
     """Filters for the audit log."""
 
-    server_id = ma.fields.String(validate=ma.validate.Length(1, 100))
-    source = ma.fields.String(validate=ma.validate.OneOf(["action", "execute"]))
-    result = ma.fields.String(validate=ma.validate.Length(1, 32))
+    server_id = ServerId()
+    source = OneOf(AuditSource)
+    result = OneOf(AuditResult)
     actor = ma.fields.String(validate=ma.validate.Length(1, 200))
 
 
@@ -37,7 +38,7 @@ class AuditEntrySchema(ma.Schema):
     created_at = UtcDateTime()
     actor = ma.fields.String()
     scope = ma.fields.String(allow_none=True)
-    source = ma.fields.String()
+    source = ma.fields.String(metadata={"enum": list(AuditSource)})
     server_id = ma.fields.String(allow_none=True)
     action_id = ma.fields.Integer(allow_none=True)
     action_type = ma.fields.String(allow_none=True)
@@ -47,13 +48,13 @@ class AuditEntrySchema(ma.Schema):
         metadata={"type": "array", "items": {"type": "string"}, "nullable": True},
     )
     allowed = ma.fields.Boolean()
-    result = ma.fields.String()
+    result = ma.fields.String(metadata={"enum": list(AuditResult)})
     exit_code = ma.fields.Integer(allow_none=True)
     duration_ms = ma.fields.Integer(allow_none=True)
     detail = ma.fields.String(allow_none=True)
 
 
-AuditPageSchema = page_schema("entries", AuditEntrySchema, "AuditPageSchema")
+AuditPageSchema = page_schema("audit", AuditEntrySchema, "AuditPageSchema")
 
 
 @blp.route("")
@@ -65,12 +66,4 @@ class Audit(MethodView):
     @blp.response(200, AuditPageSchema)
     def get(self, query):
         """List execution attempts, newest first"""
-        rows, total = audit.list_entries(
-            query.get("server_id"),
-            query.get("source"),
-            query.get("result"),
-            query.get("actor"),
-            query["limit"],
-            query["offset"],
-        )
-        return page(rows, total, query, "entries")
+        return page("audit", audit.list_entries(**query), query)

@@ -6,8 +6,9 @@ import copy
 import functools
 from collections.abc import Callable
 
-from flask import current_app, g, request
+from flask import g, request
 
+from control import context
 from control.errors import Forbidden, Unauthorized
 from control.keys import KeyRing, Principal
 
@@ -32,7 +33,7 @@ def authenticate() -> Principal:
     """The caller's Principal, or Unauthorized. Cached on `g` for the request."""
     principal = g.get("principal")
     if principal is None:
-        keyring: KeyRing = current_app.extensions["homelab"].keyring
+        keyring: KeyRing = context.current().keyring
         principal = keyring.resolve(presented_key())
         if principal is None:
             raise Unauthorized("Missing or invalid API key")

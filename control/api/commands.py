@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import marshmallow as ma
-from flask import current_app
 from flask.views import MethodView
 
-from control.api.actions import ACTION_TYPE_PATTERN, ActionType, Parameters
+from control import context
 from control.api.auth import authenticate, require
 from control.api.base import Blueprint
-from control.errors import CommandNotAllowed, ExecuteNotAllowed
-from control.fleet import servers
+from control.api.fields import ACTION_TYPE_PATTERN, ActionType, Parameters
+from control.remediation.execute import execute_command
 
 blp = Blueprint(
     "commands",
@@ -94,26 +93,7 @@ class ExecuteCommand(MethodView):
     @blp.alt_response(500, response="INTERNAL_SERVER_ERROR", description="SSH error")
     def post(self, body, server_id):
         """Execute a whitelisted command on a server and return its exit code and output"""
-        context = current_app.extensions["homelab"]
-        principal = authenticate()
-        context.rate_limiter.hit(principal.name)
-        server = servers.get_server(server_id)
-        remediation = context.remediation
-        audit = {"actor": principal.name, "scope": principal.scope, "source": "execute"}
-        try:
-            if "command" in body:
-                match = remediation.whitelist.match_command(body["command"])
-                action_type, argv = match.action_type, match.argv
-            else:
-                action_type = body["action_type"]
-                argv = remediation.whitelist.render(action_type, body["parameters"])
-        except CommandNotAllowed as exc:
-            remediation.refuse(
-                **audit,
-                server_id=server_id,
-                action_type=body.get("action_type"),
-                detail=exc.message,
-            )
-            raise ExecuteNotAllowed(exc.message) from None
-        result = remediation.run(server, argv, **audit, action_type=action_type)
-        return result
+        ctx = context.current()
+        return execute_command(
+            ctx.remediation, ctx.rate_limiter, authenticate(), server_id, **body
+        )

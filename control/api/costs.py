@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import marshmallow as ma
-from flask import current_app
 from flask.views import MethodView
 
+from control import context
 from control.api.auth import require
 from control.api.base import Blueprint
 from control.fleet import costs
@@ -79,5 +79,5 @@ class Costs(MethodView):
     @blp.response(200, CostsSchema)
     def get(self):
         """Estimated watts, kWh/day and cost per server and for the fleet"""
-        settings = current_app.extensions["homelab"].settings
+        settings = context.current().settings
         return costs.fleet_costs(settings.electricity_price, settings.currency)

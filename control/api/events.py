@@ -9,9 +9,10 @@ from flask.views import MethodView
 
 from control.api.auth import require
 from control.api.base import Blueprint
-from control.api.fields import UtcDateTime
+from control.api.fields import OneOf, ServerId, UtcDateTime
 from control.api.paging import PageQuerySchema, page, page_schema
 from control.fleet import events
+from control.fleet.events import EventType
 
 blp = Blueprint(
     "events",
@@ -24,8 +25,8 @@ blp = Blueprint(
 class EventQuerySchema(PageQuerySchema):
     """Filters for GET /events."""
 
-    server_id = ma.fields.String(validate=ma.validate.Length(1, 100))
-    type = ma.fields.String(validate=ma.validate.Length(1, 50))
+    server_id = ServerId()
+    event_type = OneOf(EventType, data_key="type")
 
 
 class EventSchema(ma.Schema):
@@ -33,7 +34,7 @@ class EventSchema(ma.Schema):
 
     id = ma.fields.Integer()
     server_id = ma.fields.String(allow_none=True)
-    type = ma.fields.String()
+    type = ma.fields.String(metadata={"enum": list(EventType)})
     message = ma.fields.String()
     details = ma.fields.Function(
         lambda event: json.loads(event.details) if event.details else None,
@@ -55,7 +56,4 @@ class Events(MethodView):
     @blp.response(200, EventPageSchema)
     def get(self, query):
         """List events, newest first; filter by server_id and type"""
-        rows, total = events.list_events(
-            query.get("server_id"), query.get("type"), query["limit"], query["offset"]
-        )
-        return page(rows, total, query, "events")
+        return page("events", events.list_events(**query), query)

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import ipaddress
 import re
 
 import marshmallow as ma
 
-MAX_BIGINT = 2**63 - 1  # the largest value a BIGINT column (SQLite or PostgreSQL) holds
+from control.bounds import BIGINT_MAX, SERVER_ID_MAX
 
 SERVER_ID_PATTERN = r"^[a-z0-9-]+$"
 HOSTNAME_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,254})$"
 SSH_USER_PATTERN = r"^[a-z_][a-z0-9_-]{0,31}$"
+ACTION_TYPE_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
+TAG_PATTERN = r"^[a-z0-9_]{1,32}$"
+# The URL converter of a BIGINT row id: anything larger is a 404 before it reaches the database.
+ROW_ID = f"int(max={BIGINT_MAX})"
 
 
 class FullMatch(ma.validate.Validator):
@@ -81,7 +86,7 @@ def ServerId(**kwargs) -> ma.fields.String:
     """A server id: lowercase letters, digits and dashes, 1-100 characters."""
     return ma.fields.String(
         validate=[
-            ma.validate.Length(1, 100),
+            ma.validate.Length(1, SERVER_ID_MAX),
             fullmatch(SERVER_ID_PATTERN, "Only lowercase letters, digits and '-'."),
         ],
         **kwargs,
@@ -101,9 +106,33 @@ def Hostname(**kwargs) -> ma.fields.String:
 
 def BigInt(**kwargs) -> ma.fields.Integer:
     """A non-negative integer that fits a BIGINT column."""
-    return ma.fields.Integer(strict=True, validate=ma.validate.Range(0, MAX_BIGINT), **kwargs)
+    return ma.fields.Integer(strict=True, validate=ma.validate.Range(0, BIGINT_MAX), **kwargs)
 
 
 def Float(low: float | None = 0, high: float | None = None, **kwargs) -> ma.fields.Float:
     """A finite float within [low, high]."""
     return ma.fields.Float(allow_nan=False, validate=ma.validate.Range(low, high), **kwargs)
+
+
+def ActionType(**kwargs) -> ma.fields.String:
+    """An action type name (whether it is whitelisted is checked separately: 403)."""
+    return ma.fields.String(
+        validate=fullmatch(ACTION_TYPE_PATTERN, "Lowercase letters, digits and '_'."), **kwargs
+    )
+
+
+def Parameters() -> ma.fields.Dict:
+    """Action parameters: name → string value; which names a type takes is the whitelist's call."""
+    return ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.String(), load_default=dict)
+
+
+def Tag(**kwargs) -> ma.fields.String:
+    """A server tag name."""
+    return ma.fields.String(
+        validate=fullmatch(TAG_PATTERN, "Lowercase letters, digits, '_'; 1-32."), **kwargs
+    )
+
+
+def OneOf(values: type[enum.StrEnum], **kwargs) -> ma.fields.Enum:
+    """One of an enum's values, loaded as the enum member and documented as an OpenAPI enum."""
+    return ma.fields.Enum(values, by_value=True, **kwargs)

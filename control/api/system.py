@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from control import context
 from control.db import db, write_problem
 from control.errors import Unavailable
 
@@ -23,12 +24,12 @@ def health():
     if problem:  # reachable but cannot take heartbeats: not ready either
         raise Unavailable(f"Database unavailable: {problem}")
     return jsonify(
-        {"status": "ok", "database": "ok", "version": current_app.extensions["homelab"].version}
+        {"status": "ok", "database": "ok", "version": context.current().version}
     )
 
 
 @blp.get("/metrics")
 def metrics():
     """Control's own metrics in the Prometheus text format."""
-    registry = current_app.extensions["homelab"].metrics.registry
+    registry = context.current().metrics.registry
     return generate_latest(registry), 200, {"Content-Type": CONTENT_TYPE_LATEST}

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 from typing import Any
 
 from control.models import Event
+from control.queries import filtered, page
 
 log = logging.getLogger("control.fleet.events")
 
 
-class EventType:
+class EventType(enum.StrEnum):
     """The `type` values events are recorded with."""
 
     SERVER_REGISTERED = "server_registered"
@@ -26,6 +28,10 @@ class EventType:
     ACTION_STARTED = "action_started"
     ACTION_COMPLETED = "action_completed"
     ACTION_FAILED = "action_failed"
+    COMMAND_COMPLETED = "command_completed"
+    COMMAND_FAILED = "command_failed"
+    ALERT_FIRING = "alert_firing"
+    ALERT_RESOLVED = "alert_resolved"
 
 
 def record(
@@ -56,14 +62,12 @@ def record_many(rows: list[dict[str, Any]]) -> None:
 
 
 def list_events(
-    server_id: str | None = None, event_type: str | None = None, limit: int = 50, offset: int = 0
+    *,
+    server_id: str | None = None,
+    event_type: str | None = None,
+    limit: int | None = 50,
+    offset: int = 0,
 ) -> tuple[list[Event], int]:
     """A page of events, newest first, with the total count matching the filters."""
-    query = Event.select()
-    if server_id:
-        query = query.where(Event.server_id == server_id)
-    if event_type:
-        query = query.where(Event.type == event_type)
-    total = query.count()
-    page = list(query.order_by(Event.id.desc()).limit(limit).offset(offset))
-    return page, total
+    query = filtered(Event.select(), [(Event.server_id, server_id), (Event.type, event_type)])
+    return page(query, Event.id.desc(), limit, offset)

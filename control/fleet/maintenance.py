@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 from control.db import write_transaction
-from control.errors import NotFound
-from control.fleet import events
+from control.fleet import events, servers
 from control.fleet.events import EventType
 from control.models import Server, utcnow
+from control.queries import get_or_404
 
 
 def set_paused(server_id: str, paused: bool, by: str) -> Server:
     """Pause or unpause a server; idempotent, with an event only when the state changes."""
     with write_transaction():
-        server = Server.get_or_none(Server.id == server_id)
-        if server is None:
-            raise NotFound(f"Server '{server_id}' not found")
+        server = get_or_404(Server, server_id, f"Server '{server_id}'")
         if server.is_paused != paused:
             Server.update(is_paused=paused, paused_at=utcnow() if paused else None).where(
                 Server.id == server_id
@@ -26,4 +24,4 @@ def set_paused(server_id: str, paused: bool, by: str) -> Server:
                 server_id=server_id,
                 details={"by": by},
             )
-    return server
+    return servers.get_server(server_id)

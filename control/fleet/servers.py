@@ -9,11 +9,22 @@ from typing import Any
 
 import peewee as pw
 
-from control.db import db, write_transaction
+from control.db import db, is_sqlite, write_transaction
 from control.errors import Conflict, NotFound
 from control.fleet import events
 from control.fleet.events import EventType
-from control.models import METRIC_FIELDS, MetricsSample, Server, ServerStatus, utcnow
+from control.models import (
+    METRIC_FIELDS,
+    Action,
+    ActionStatus,
+    MetricsSample,
+    Server,
+    ServerStatus,
+    utcnow,
+)
+from control.queries import count_by, filtered, get_or_404
+
+SERVER_DELETED = "server deleted before the action ran"
 
 
 def _servers_with_latest():
@@ -26,12 +37,22 @@ def _servers_with_latest():
     )
 
 
-def list_servers(status: str | None = None) -> list[Server]:
-    """Every server (optionally only those with `status`), each with `.latest_sample` or None."""
-    query = _servers_with_latest().order_by(Server.id)
-    if status:
-        query = query.where(Server.status == status)
-    return list(query)
+def list_servers(*, status: str | None = None, tag: str | None = None) -> list[Server]:
+    """Every server matching the filters, in id order, each with `.latest_sample` or None."""
+    return list(_filtered(_servers_with_latest(), status, tag).order_by(Server.id))
+
+
+def _filtered(query: pw.ModelSelect, status: str | None, tag: str | None) -> pw.ModelSelect:
+    """`query` narrowed to servers in `status` carrying `tag` (either may be None)."""
+    query = filtered(query, [(Server.status, status)])
+    if tag is not None:
+        # Tags are stored as a JSON list of names that cannot contain a quote, so `"name"` is
+        # found exactly; a substring search, because LIKE would read `_` as a wildcard.
+        find = pw.fn.instr(Server.tags, f'"{tag}"') if is_sqlite() else pw.fn.strpos(
+            Server.tags, f'"{tag}"'
+        )
+        query = query.where(find > 0)
+    return query
 
 
 SERVER_LIST_COLUMNS = (
@@ -43,29 +64,39 @@ SERVER_LIST_COLUMNS = (
 SAMPLE_LIST_COLUMNS = ("id", "timestamp", "received_at", *METRIC_FIELDS)
 
 
-def list_server_rows(status: str | None = None) -> list[tuple]:
-    """Like `list_servers`, as raw database rows: the columns of SERVER_LIST_COLUMNS then
-    SAMPLE_LIST_COLUMNS, unconverted (booleans may be 0/1), times as text in both databases
-    (`YYYY-MM-DD HH:MM:SS[.ffffff]`).
+def list_server_rows(
+    *,
+    status: str | None = None,
+    tag: str | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+) -> tuple[list[tuple], int]:
+    """A page of servers (all of them without `limit`) as raw rows, and how many match.
 
+    Each row holds the columns of SERVER_LIST_COLUMNS then SAMPLE_LIST_COLUMNS, unconverted
+    (booleans may be 0/1), times as text in both databases (`YYYY-MM-DD HH:MM:SS[.ffffff]`).
     For the list endpoint: with 10,000 servers, peewee's and psycopg2's per-value conversions
     (datetimes above all) cost more than the query itself.
     """
 
-    def column(model, name):
+    def column(model: type[pw.Model], name: str) -> pw.Node:
         field = getattr(model, name)
         return field.cast("text") if isinstance(field, pw.DateTimeField) else field
 
     columns = [column(Server, name) for name in SERVER_LIST_COLUMNS]
     columns += [column(MetricsSample, name) for name in SAMPLE_LIST_COLUMNS]
-    query = (
-        Server.select(*columns)
-        .join(MetricsSample, pw.JOIN.LEFT_OUTER, on=(Server.latest_sample_id == MetricsSample.id))
-        .order_by(Server.id)
+    query = _filtered(
+        Server.select(*columns).join(
+            MetricsSample, pw.JOIN.LEFT_OUTER, on=(Server.latest_sample_id == MetricsSample.id)
+        ),
+        status,
+        tag,
     )
-    if status:
-        query = query.where(Server.status == status)
-    return db.execute_sql(*query.sql()).fetchall()
+    total = _filtered(Server.select(), status, tag).count()
+    query = query.order_by(Server.id).offset(offset)
+    if limit is not None:
+        query = query.limit(limit)
+    return db.execute_sql(*query.sql()).fetchall(), total
 
 
 def get_server(server_id: str) -> Server:
@@ -73,7 +104,7 @@ def get_server(server_id: str) -> Server:
     server = _servers_with_latest().where(Server.id == server_id).first()
     if server is None:
         raise NotFound(f"Server '{server_id}' not found")
-    return server
+    return server  # not get_or_404: this one joins the newest sample
 
 
 def register_server(fields: dict[str, Any]) -> Server:
@@ -113,13 +144,19 @@ def update_server(server_id: str, fields: dict[str, Any]) -> Server:
 
 
 def delete_server(server_id: str) -> None:
-    """Delete a server and its metrics history; its events stay, plus one saying it went."""
+    """Delete a server and its metrics history; its events, actions and audit entries stay."""
     with write_transaction():
-        server = Server.get_or_none(Server.id == server_id)
-        if server is None:
-            raise NotFound(f"Server '{server_id}' not found")
+        server = get_or_404(Server, server_id, f"Server '{server_id}'")
         # Explicit delete as well as ON DELETE CASCADE: correctness must not hang on a pragma.
         MetricsSample.delete().where(MetricsSample.server == server_id).execute()
+        # Actions keep their history; those still waiting can never run now, and left open
+        # they would block the same action on a server re-registered under this id.
+        Action.update(
+            status=ActionStatus.FAILED, completed_at=utcnow(), failure_reason=SERVER_DELETED
+        ).where(
+            (Action.server_id == server_id)
+            & Action.status.in_((ActionStatus.PENDING, ActionStatus.APPROVED))
+        ).execute()
         server.delete_instance()
         events.record(EventType.SERVER_DELETED, f"server {server_id} deleted", server_id=server_id)
 
@@ -127,9 +164,4 @@ def delete_server(server_id: str) -> None:
 
 def count_by_status() -> dict[str, int]:
     """How many servers are in each status (every status present, zero included)."""
-    counts = dict.fromkeys(ServerStatus.ALL, 0)
-    for status, count in (
-        Server.select(Server.status, pw.fn.COUNT(Server.id)).group_by(Server.status).tuples()
-    ):
-        counts[status] = count
-    return counts
+    return count_by(Server.status, ServerStatus)

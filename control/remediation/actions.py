@@ -12,10 +12,12 @@ from typing import Any
 import peewee as pw
 
 from control.db import db, write_transaction
-from control.errors import Conflict, NotFound
+from control.errors import Conflict
 from control.fleet import events
 from control.fleet.events import EventType
-from control.models import Action, ActionStatus, Server, utcnow
+from control.models import OPEN_ACTION_STATUSES, Action, ActionStatus, Server, utcnow
+from control.queries import count_by, filtered, get_or_404, page
+from control.remediation.wakeup import announce_approved
 from control.remediation.whitelist import Whitelist, to_shell
 
 INTERRUPTED = "interrupted: control stopped while the command was running"
@@ -28,33 +30,52 @@ def canonical_parameters(parameters: dict[str, Any] | None) -> str:
 
 def get_action(action_id: int) -> Action:
     """One action, or NotFound."""
-    action = Action.get_or_none(Action.id == action_id)
-    if action is None:
-        raise NotFound(f"Action {action_id} not found")
-    return action
+    return get_or_404(Action, action_id, f"Action {action_id}")
 
 
 def list_actions(
+    *,
     status: str | None = None,
     server_id: str | None = None,
     action_type: str | None = None,
-    limit: int = 50,
+    limit: int | None = 50,
     offset: int = 0,
 ) -> tuple[list[Action], int]:
     """A page of actions, newest first, and how many match the filters."""
-    query = Action.select()
-    if status:
-        query = query.where(Action.status == status)
-    if server_id:
-        query = query.where(Action.server == server_id)
-    if action_type:
-        query = query.where(Action.action_type == action_type)
-    total = query.count()
-    return list(query.order_by(Action.id.desc()).limit(limit).offset(offset)), total
+    query = filtered(
+        Action.select(),
+        [
+            (Action.status, status),
+            (Action.server_id, server_id),
+            (Action.action_type, action_type),
+        ],
+    )
+    return page(query, Action.id.desc(), limit, offset)
+
+
+def list_server_actions(server_id: str, **filters: Any) -> tuple[list[Action], int]:
+    """Like `list_actions` for one server; NotFound when there is no such server."""
+    get_or_404(Server, server_id, f"Server '{server_id}'")
+    return list_actions(server_id=server_id, **filters)
+
+
+def find_open_action(server_id: str, action_type: str, parameters: str) -> Action | None:
+    """The open action with these stored (canonical) parameters, if there is one."""
+    return (
+        Action.select()
+        .where(
+            (Action.server_id == server_id)
+            & (Action.action_type == action_type)
+            & (Action.parameters == parameters)
+            & Action.status.in_(OPEN_ACTION_STATUSES)
+        )
+        .first()
+    )
 
 
 def create_action(
     whitelist: Whitelist,
+    *,
     server_id: str,
     action_type: str,
     parameters: dict[str, Any] | None,
@@ -66,20 +87,17 @@ def create_action(
     NotFound for an unknown server, CommandNotAllowed for a type outside the whitelist,
     ValidationFailed for a bad parameter, Conflict when the same action is already open.
     """
-    if not Server.select().where(Server.id == server_id).exists():
-        raise NotFound(f"Server '{server_id}' not found")
+    get_or_404(Server, server_id, f"Server '{server_id}'")
     argv = whitelist.render(action_type, parameters)
     stored = canonical_parameters(parameters)
     now = utcnow()
     with write_transaction():
-        server = Server.get_or_none(Server.id == server_id)
-        if server is None:
-            raise NotFound(f"Server '{server_id}' not found")
+        server = get_or_404(Server, server_id, f"Server '{server_id}'")
         approved = not server.is_paused
         try:
             with db.atomic():  # savepoint: the unique index decides duplicates, race-free
                 action = Action.create(
-                    server=server_id,
+                    server_id=server_id,
                     action_type=action_type,
                     parameters=stored,
                     command=to_shell(argv),
@@ -99,20 +117,13 @@ def create_action(
             server_id=server_id,
             details={"action_id": action.id, "by": created_by, "status": action.status},
         )
+    if approved:
+        announce_approved()
     return action
 
 
 def _duplicate_message(server_id: str, action_type: str, stored: str) -> str:
-    existing = (
-        Action.select(Action.id, Action.status)
-        .where(
-            (Action.server == server_id)
-            & (Action.action_type == action_type)
-            & (Action.parameters == stored)
-            & Action.status.in_(ActionStatus.OPEN)
-        )
-        .first()
-    )
+    existing = find_open_action(server_id, action_type, stored)
     which = f" (action {existing.id}, {existing.status})" if existing else ""
     return f"An open {action_type} action for server '{server_id}' already exists{which}"
 
@@ -149,6 +160,7 @@ def approve_action(action_id: int, approved_by: str) -> Action:
         server_id=action.server_id,
         details={"action_id": action_id},
     )
+    announce_approved()
     return action
 
 
@@ -244,7 +256,7 @@ def interrupt_orphans(holder: str) -> list[int]:
                 (Action.status == ActionStatus.EXECUTING)
                 & ((Action.claimed_by != holder) | Action.claimed_by.is_null())
             )
-            .returning(Action.id, Action.server)
+            .returning(Action.id, Action.server_id)
             .execute()
         )
         orphans = [(row.id, row.server_id) for row in rows]
@@ -265,9 +277,4 @@ def interrupt_orphans(holder: str) -> list[int]:
 
 def count_by_status() -> dict[str, int]:
     """How many actions are in each status (zeros included), for /metrics."""
-    counts = dict.fromkeys(ActionStatus.ALL, 0)
-    for status, count in (
-        Action.select(Action.status, pw.fn.COUNT(Action.id)).group_by(Action.status).tuples()
-    ):
-        counts[status] = count
-    return counts
+    return count_by(Action.status, ActionStatus)

@@ -30,16 +30,16 @@ import peewee as pw
 from control.db import db, is_sqlite, write_transaction
 from control.errors import CommandNotAllowed, Conflict, NotFound, ValidationFailed
 from control.fleet import events
-from control.models import Action, ActionStatus, Alert, AlertStatus, utcnow
+from control.fleet.events import EventType
+from control.models import OPEN_ACTION_STATUSES, Action, ActionStatus, Alert, AlertStatus, utcnow
+from control.queries import filtered, get_or_404, page
 from control.remediation import actions
 from control.remediation.rules import RemediationRules, RuleNotApplicable
+from control.remediation.wakeup import announce_approved
 from control.remediation.whitelist import Whitelist
 
 RETRY_AFTER = dt.timedelta(hours=1)
-MAX_ID = 2**63 - 1
 SERVER_ID = re.compile(r"[a-z0-9-]{1,100}", re.ASCII)
-ALERT_FIRING = "alert_firing"  # event types
-ALERT_RESOLVED = "alert_resolved"
 
 
 class RemediationOutcome:
@@ -60,29 +60,23 @@ class Received:
 
 def get_alert(alert_id: int) -> Alert:
     """One alert, or NotFound."""
-    alert = Alert.get_or_none(Alert.id == alert_id) if 0 < alert_id <= MAX_ID else None
-    if alert is None:
-        raise NotFound(f"Alert {alert_id} not found")
-    return alert
+    return get_or_404(Alert, alert_id, f"Alert {alert_id}")
 
 
 def list_alerts(
+    *,
     status: str | None = None,
     alertname: str | None = None,
     server_id: str | None = None,
-    limit: int = 50,
+    limit: int | None = 50,
     offset: int = 0,
 ) -> tuple[list[Alert], int]:
     """A page of alerts, newest first, and how many match the filters."""
-    query = Alert.select()
-    if status:
-        query = query.where(Alert.status == status)
-    if alertname:
-        query = query.where(Alert.alertname == alertname)
-    if server_id:
-        query = query.where(Alert.server_id == server_id)
-    total = query.count()
-    return list(query.order_by(Alert.id.desc()).limit(limit).offset(offset)), total
+    query = filtered(
+        Alert.select(),
+        [(Alert.status, status), (Alert.alertname, alertname), (Alert.server_id, server_id)],
+    )
+    return page(query, Alert.id.desc(), limit, offset)
 
 
 def receive(
@@ -103,6 +97,8 @@ def receive(
         if alert.status == AlertStatus.FIRING and _remediate(alert.id, rules, whitelist, now):
             received.queued_approved = True
         received.alerts.append(get_alert(alert.id))
+    if received.queued_approved:
+        announce_approved()
     return received
 
 
@@ -156,7 +152,7 @@ def _store(item: dict[str, Any], now: dt.datetime) -> Alert:
 def _record_event(alert: Alert, status: str) -> None:
     where = f" on {alert.server_id}" if alert.server_id else ""
     events.record(
-        ALERT_FIRING if status == AlertStatus.FIRING else ALERT_RESOLVED,
+        EventType.ALERT_FIRING if status == AlertStatus.FIRING else EventType.ALERT_RESOLVED,
         f"alert {alert.alertname} {status}{where}",
         server_id=alert.server_id,
         details={"alert_id": alert.id, "fingerprint": alert.fingerprint},
@@ -194,7 +190,7 @@ def _due(alert: Alert, now: dt.datetime) -> bool:
     own = Action.get_or_none((Action.id == alert.action_id) & (Action.alert_id == alert.id))
     if own is None:  # no action, or another alert's (a duplicate): try again
         return True
-    if own.status in ActionStatus.OPEN or own.status == ActionStatus.REJECTED:
+    if own.status in OPEN_ACTION_STATUSES or own.status == ActionStatus.REJECTED:
         return False
     return now - own.created_at >= RETRY_AFTER
 
@@ -212,14 +208,16 @@ def _queue(
         parameters = rule.render(labels)
         action = actions.create_action(
             whitelist,
-            server_id,
-            rule.action_type,
-            parameters,
+            server_id=server_id,
+            action_type=rule.action_type,
+            parameters=parameters,
             created_by="alertmanager",
             alert_id=alert.id,
         )
     except Conflict as exc:
-        existing = _open_action(server_id, rule.action_type, parameters)
+        existing = actions.find_open_action(
+            server_id, rule.action_type, actions.canonical_parameters(parameters)
+        )
         if existing is not None and existing.alert_id == alert.id:
             return existing.id, RemediationOutcome.QUEUED, f"action {existing.id} {existing.status}"
         return (existing.id if existing else None), RemediationOutcome.DUPLICATE, exc.message
@@ -236,16 +234,3 @@ def _queue(
         return None, RemediationOutcome.REFUSED, str(exc)
     gate = "auto-approved" if action.status == ActionStatus.APPROVED else "waiting for approval"
     return action.id, RemediationOutcome.QUEUED, f"action {action.id} {action.status} ({gate})"
-
-
-def _open_action(server_id: str, action_type: str, parameters: dict) -> Action | None:
-    return (
-        Action.select()
-        .where(
-            (Action.server == server_id)
-            & (Action.action_type == action_type)
-            & (Action.parameters == actions.canonical_parameters(parameters))
-            & Action.status.in_(ActionStatus.OPEN)
-        )
-        .first()
-    )

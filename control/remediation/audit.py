@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 
 from control.models import AuditEntry
+from control.queries import filtered, page
 
 log = logging.getLogger("control.remediation.audit")
+
+
+class AuditSource(enum.StrEnum):
+    """Where an execution attempt came from."""
+
+    ACTION = "action"  # the dispatcher running a queued action
+    EXECUTE = "execute"  # the synchronous execute endpoint
+
+
+class AuditResult(enum.StrEnum):
+    """How an execution attempt ended."""
+
+    COMPLETED = "completed"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    SSH_ERROR = "ssh_error"
+    REFUSED = "refused"
 
 
 def record(
@@ -52,22 +71,22 @@ def record(
 
 
 def list_entries(
+    *,
     server_id: str | None = None,
     source: str | None = None,
     result: str | None = None,
     actor: str | None = None,
-    limit: int = 50,
+    limit: int | None = 50,
     offset: int = 0,
 ) -> tuple[list[AuditEntry], int]:
     """A page of audit entries, newest first, and how many match the filters."""
-    query = AuditEntry.select()
-    for column, value in (
-        (AuditEntry.server_id, server_id),
-        (AuditEntry.source, source),
-        (AuditEntry.result, result),
-        (AuditEntry.actor, actor),
-    ):
-        if value:
-            query = query.where(column == value)
-    total = query.count()
-    return list(query.order_by(AuditEntry.id.desc()).limit(limit).offset(offset)), total
+    query = filtered(
+        AuditEntry.select(),
+        [
+            (AuditEntry.server_id, server_id),
+            (AuditEntry.source, source),
+            (AuditEntry.result, result),
+            (AuditEntry.actor, actor),
+        ],
+    )
+    return page(query, AuditEntry.id.desc(), limit, offset)

@@ -19,7 +19,7 @@ import peewee
 from control.db import db
 from control.errors import CommandTimeout, ControlError, SshError
 from control.models import Server
-from control.remediation import actions
+from control.remediation import actions, wakeup
 from control.remediation.runner import Remediation
 
 log = logging.getLogger(__name__)
@@ -44,8 +44,12 @@ class Dispatcher:
         self._thread = threading.Thread(target=self._loop, name="dispatcher", daemon=True)
 
     def start(self) -> None:
-        """Start polling."""
+        """Start polling, and listen for actions this process approves."""
+        wakeup.action_approved.connect(self._on_approved)
         self._thread.start()
+
+    def _on_approved(self, _sender: object) -> None:
+        self.wake()
 
     def wake(self) -> None:
         """Look for approved actions now rather than at the next poll."""
@@ -53,6 +57,7 @@ class Dispatcher:
 
     def stop(self) -> None:
         """Stop claiming and wait for running commands to finish."""
+        wakeup.action_approved.disconnect(self._on_approved)
         self._stop.set()
         self._wake.set()
         self._thread.join(timeout=10)

@@ -12,7 +12,7 @@ from control.config import Settings
 from control.errors import CommandTimeout, SshError
 from control.models import Server
 from control.remediation import audit
-from control.remediation.ssh import CommandResult, SshExecutor
+from control.remediation.executor import CommandResult, SshExecutor
 from control.remediation.whitelist import Whitelist, load_whitelist
 
 Observer = Callable[[str, str, float], None]  # (action_type, source, seconds)
@@ -36,6 +36,7 @@ class Remediation:
             connect_timeout=settings.ssh_connect_timeout,
             command_timeout=settings.command_timeout,
             default_user=settings.ssh_user,
+            idle_timeout=settings.ssh_idle,
         )
         self._observe = observe or (lambda *_: None)
 

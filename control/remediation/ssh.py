@@ -1,201 +1,197 @@
-"""Run a whitelisted argv on a box over SSH, with Fabric.
+"""A pool of SSH connections, one per (host, port, user), opened with Fabric.
 
 Fabric's defaults are wrong for a server that acts on a fleet, so this module changes them:
 host keys are checked against a known_hosts file and unknown or changed keys are refused
 (Fabric trusts any key); one connection per (host, port, user) is kept open and reused (Fabric
-has no pool); the remote command runs under coreutils `timeout` so a timed-out command is really
-stopped (Fabric only closes the channel, which leaves the process running); output is capped
-while it is read, not after.
+has no pool), and closed again once it has been idle for a while, since each open connection
+holds a paramiko transport thread and a socket. Running commands is `executor.py`'s job.
 """
 
 from __future__ import annotations
 
-import codecs
+import contextlib
 import logging
 import math
 import os
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fabric import Config, Connection
 from fabric.runners import Remote
-from invoke.exceptions import CommandTimedOut, ThreadException
 from paramiko import (
     AuthenticationException,
     BadHostKeyException,
-    ChannelException,
     RejectPolicy,
     SSHConfig,
     SSHException,
 )
 
-from control.errors import CommandTimeout, SshError
-from control.remediation.whitelist import to_shell
+from control.errors import SshError
 
 log = logging.getLogger(__name__)
 
-OUTPUT_LIMIT = 10 * 1024  # bytes kept per stream
-TRUNCATION_MARKER = "\n[output truncated: {total} bytes, first {kept} shown]\n"
-KILL_AFTER = 2  # seconds between the remote `timeout`'s SIGTERM and its SIGKILL
-# Exit statuses of `timeout` when it stopped the command (SIGTERM, then SIGKILL).
-TIMEOUT_EXIT_CODES = frozenset({124, 137})
-# Client-side backstop past the remote timeout, for a host whose `timeout` did not fire.
-BACKSTOP_GRACE = 5
+Key = tuple[str, int, str]  # (host, port, user)
+
 KEEPALIVE_SECONDS = 30
 # OpenSSH refuses more than MaxSessions (default 10) channels per connection; stay below it and
 # let further commands to the same host wait for a free channel.
 SESSIONS_PER_CONNECTION = 8
+# The reaper wakes at least this often, so a long idle limit still frees connections promptly.
+MAX_REAP_INTERVAL = 30.0
 
 
-@dataclass(frozen=True)
-class CommandResult:
-    """What a finished remote command returned; output is capped and always valid text."""
+@dataclass
+class _Slot:
+    """Everything the pool keeps for one (host, port, user)."""
 
-    exit_code: int
-    stdout: str
-    stderr: str
-    duration_ms: int
+    # One lock per host, so a slow handshake with one box does not hold up the others.
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    sessions: threading.BoundedSemaphore = field(
+        default_factory=lambda: threading.BoundedSemaphore(SESSIONS_PER_CONNECTION)
+    )
+    conn: Connection | None = None
+    in_use: int = 0  # sessions holding the connection right now; never reaped while > 0
+    last_used: float = 0.0  # monotonic time of the last open or session end
 
 
-class SshExecutor:
-    """Runs argv on remote hosts over pooled, host-key-checked SSH connections."""
+class SshPool:
+    """Open, host-key-checked Fabric connections, reused per (host, port, user).
+
+    A connection nobody has used for `idle_timeout` seconds is closed by a daemon reaper
+    thread; one with a session open on it is never closed, however long its command runs.
+    """
 
     def __init__(
         self,
         key_file: str | os.PathLike[str] | None,
         known_hosts: str | os.PathLike[str] | None,
         connect_timeout: float = 10,
-        command_timeout: float = 30,
-        default_user: str = "root",
+        idle_timeout: float = 300,
+        remote_runner: type[Remote] = Remote,
     ):
         self.key_file = Path(key_file) if key_file else None
         # Like ssh(1): no setting means the user's own known_hosts; a missing file knows no host.
         self.known_hosts = Path(known_hosts or "~/.ssh/known_hosts").expanduser()
         # Fabric casts connect_timeout to int, and 0 would mean "wait forever".
         self.connect_timeout = max(1, math.ceil(connect_timeout))
-        if command_timeout <= 0:
-            raise ValueError("command_timeout must be positive")
-        self.command_timeout = command_timeout
-        self.default_user = default_user
-        self._pool: dict[tuple[str, int, str], Connection] = {}
-        self._locks: dict[tuple[str, int, str], threading.Lock] = {}
-        self._sessions: dict[tuple[str, int, str], threading.BoundedSemaphore] = {}
+        if idle_timeout <= 0:
+            raise ValueError("idle_timeout must be positive")
+        self.idle_timeout = idle_timeout
+        self.remote_runner = remote_runner
+        self._slots: dict[Key, _Slot] = {}
         self._pool_lock = threading.Lock()
+        self._reaper: threading.Thread | None = None
+        self._stop_reaper = threading.Event()
 
-    def run(
-        self,
-        host: str,
-        port: int,
-        user: str | None,
-        argv: Sequence[str],
-        timeout: float | None = None,
-    ) -> CommandResult:
-        """Run `argv` on the host; a non-zero exit is a result, not an error.
+    def __len__(self) -> int:
+        """How many connections the pool holds right now."""
+        with self._pool_lock:
+            return sum(slot.conn is not None for slot in self._slots.values())
 
-        Raises `CommandTimeout` when the command outlived `timeout` (it is stopped on the host)
-        and `SshError` when the host cannot be reached, refuses us, or fails its host key check.
+    @contextlib.contextmanager
+    def session(self, key: Key) -> Iterator[None]:
+        """Hold one of the key's session slots and keep its connection from being reaped.
+
+        Waits while SESSIONS_PER_CONNECTION commands already run on that connection.
         """
-        if not argv:
-            raise ValueError("argv must not be empty")
-        user = user or self.default_user
-        timeout = self.command_timeout if timeout is None else timeout
-        if timeout <= 0:
-            raise ValueError("timeout must be positive")
-        # `timeout` sends SIGTERM to the command's whole process group, SIGKILL if it lingers.
-        command = to_shell(["timeout", "-k", str(KILL_AFTER), _seconds(timeout), *argv])
-        where = f"{user}@{_address(host, port)}"
-        key = (host, port, user)
-        with self._pool_lock:
-            sessions = self._sessions.setdefault(
-                key, threading.BoundedSemaphore(SESSIONS_PER_CONNECTION)
-            )
-        with sessions:
-            return self._run(key, where, command, timeout)
-
-    def _run(
-        self, key: tuple[str, int, str], where: str, command: str, timeout: float
-    ) -> CommandResult:
-        for attempt in (1, 2):
-            conn = self.connection(*key)
-            started = time.monotonic()
+        slot = self._slot(key)
+        with slot.sessions:
+            with self._pool_lock:
+                slot.in_use += 1
             try:
-                result = conn.run(
-                    command,
-                    hide=True,
-                    warn=True,
-                    pty=False,
-                    in_stream=False,
-                    timeout=timeout + KILL_AFTER + BACKSTOP_GRACE,
-                )
-                break
-            except _NotStarted as exc:
-                if conn.is_connected and isinstance(exc.__cause__, ChannelException):
-                    # A live connection whose server refused one more channel: closing it
-                    # would cut off the commands running on it.
-                    raise SshError(f"{where} refused an SSH session: {exc}") from None
-                # The command was never sent, so trying again cannot run it twice.
-                self._discard(key, conn)
-                if attempt == 2:
-                    raise SshError(f"SSH connection to {where} failed: {exc}") from None
-                log.info("ssh connection to %s was dead; reopening it", where)
-            except CommandTimedOut:
-                # Only this command's channel was closed; the connection stays in the pool.
-                raise CommandTimeout(_timeout_message(timeout)) from None
-            except (ThreadException, SSHException, EOFError, OSError) as exc:
-                self._discard(key, conn)
-                raise SshError(
-                    f"SSH connection to {where} broke while the command ran: {_reason(exc)}"
-                ) from None
-        duration_ms = round((time.monotonic() - started) * 1000)
-        exit_code = result.exited
-        # After SIGKILL the remote `timeout` itself dies in its process group, so sshd reports
-        # a signal and paramiko an exit status of -1 rather than 137.
-        timed_out = exit_code in TIMEOUT_EXIT_CODES or exit_code is None or exit_code < 0
-        if timed_out and duration_ms >= timeout * 1000:
-            raise CommandTimeout(_timeout_message(timeout))
-        if exit_code is None or exit_code < 0:
-            # sshd closed the channel without an exit status: the session died underneath us.
-            raise SshError(f"SSH session on {where} ended without an exit status")
-        return CommandResult(exit_code, result.stdout, result.stderr, duration_ms)
+                yield
+            finally:
+                with self._pool_lock:
+                    slot.in_use -= 1
+                    slot.last_used = time.monotonic()
 
-    def connection(self, host: str, port: int, user: str | None = None) -> Connection:
-        """The pooled, open connection for (host, port, user); opens or reopens it when needed."""
-        user = user or self.default_user
-        key = (host, port, user)
-        with self._pool_lock:
-            lock = self._locks.setdefault(key, threading.Lock())
-        # One lock per host, so a slow handshake with one box does not hold up the others.
-        with lock:
-            conn = self._pool.get(key)
+    def connection(self, host: str, port: int, user: str) -> Connection:
+        """The pooled, open connection for (host, port, user); opens or reopens it when needed.
+
+        Raises `SshError` when the host cannot be reached, refuses us or fails its key check.
+        """
+        slot = self._slot((host, port, user))
+        with slot.lock:
+            conn = slot.conn
             if conn is not None and conn.is_connected:
                 return conn
             if conn is not None:
                 log.info("ssh connection to %s@%s was closed; reopening it", user, host)
-                _close_quietly(conn)
+                close_quietly(conn)
             conn = self._open(host, port, user)
             with self._pool_lock:
-                self._pool[key] = conn
+                slot.conn = conn
+                slot.last_used = time.monotonic()
+                self._start_reaper()
             return conn
 
-    def close(self) -> None:
-        """Close every pooled connection."""
+    def discard(self, key: Key, conn: Connection) -> None:
+        """Close `conn` and drop it from the pool, unless it was already replaced there."""
         with self._pool_lock:
-            connections = list(self._pool.values())
-            self._pool.clear()
+            slot = self._slots.get(key)
+            if slot is not None and slot.conn is conn:
+                slot.conn = None
+        close_quietly(conn)
+
+    def close_idle(self, now: float | None = None) -> list[Key]:
+        """Close every connection unused for `idle_timeout` seconds (as of `now`); return keys."""
+        now = time.monotonic() if now is None else now
+        idle: list[tuple[Key, Connection]] = []
+        with self._pool_lock:
+            for key, slot in self._slots.items():
+                unused = slot.conn is not None and not slot.in_use
+                if unused and now - slot.last_used >= self.idle_timeout:
+                    idle.append((key, slot.conn))
+                    slot.conn = None
+        # Closing waits for the transport thread to stop: do it outside the pool lock.
+        for (host, _, _), conn in idle:
+            close_quietly(conn)
+            log.info("closed ssh connection to %s after %g s idle", host, self.idle_timeout)
+        return [key for key, _ in idle]
+
+    def close(self) -> None:
+        """Stop the reaper and close every pooled connection; the pool stays usable."""
+        with self._pool_lock:
+            reaper, self._reaper = self._reaper, None
+            self._stop_reaper.set()
+            connections = [slot.conn for slot in self._slots.values() if slot.conn is not None]
+            for slot in self._slots.values():
+                slot.conn = None
+        if reaper is not None and reaper is not threading.current_thread():
+            reaper.join()
         for conn in connections:
-            _close_quietly(conn)
+            close_quietly(conn)
 
-    def __enter__(self) -> SshExecutor:
-        return self
+    def _slot(self, key: Key) -> _Slot:
+        with self._pool_lock:
+            return self._slots.setdefault(key, _Slot())
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    def _start_reaper(self) -> None:
+        # Called with the pool lock held, whenever a connection was opened: the first opening
+        # (or the first after close()) starts the thread.
+        if self._reaper is not None:
+            return
+        # A fresh event per thread: close() sets the old one, which must keep its thread stopped.
+        self._stop_reaper = stop = threading.Event()
+        interval = min(self.idle_timeout / 2, MAX_REAP_INTERVAL)
+        self._reaper = threading.Thread(
+            target=self._reap, args=(stop, interval), name="ssh-idle-reaper", daemon=True
+        )
+        self._reaper.start()
+
+    def _reap(self, stop: threading.Event, interval: float) -> None:
+        while not stop.wait(interval):
+            try:
+                self.close_idle()
+            except Exception:
+                # The reaper must outlive one bad close; the next round tries again.
+                log.exception("closing idle ssh connections failed")
 
     def _open(self, host: str, port: int, user: str) -> Connection:
-        where = f"{user}@{_address(host, port)}"
+        where = f"{user}@{address(host, port)}"
         connect_kwargs = {
             "allow_agent": False,
             "look_for_keys": self.key_file is None,
@@ -211,7 +207,7 @@ class SshExecutor:
             host,
             user=user,
             port=port,
-            config=_fabric_config(),
+            config=_fabric_config(self.remote_runner),
             connect_timeout=self.connect_timeout,
             connect_kwargs=connect_kwargs,
         )
@@ -226,25 +222,19 @@ class SshExecutor:
         except BadHostKeyException as exc:
             conn.client.close()
             raise SshError(
-                f"host key of {_address(host, port)} ({_fingerprint(exc.key)}) does not match "
+                f"host key of {address(host, port)} ({_fingerprint(exc.key)}) does not match "
                 f"{self.known_hosts} ({_fingerprint(exc.expected_key)}); refusing to connect: "
                 "the host was reinstalled or someone is in between"
             ) from None
         except AuthenticationException as exc:
             conn.client.close()
-            raise SshError(f"SSH authentication as {where} failed: {_reason(exc)}") from None
+            raise SshError(f"SSH authentication as {where} failed: {reason(exc)}") from None
         except (SSHException, EOFError, OSError) as exc:
             conn.client.close()
-            raise SshError(f"cannot connect to {where}: {_reason(exc)}") from None
+            raise SshError(f"cannot connect to {where}: {reason(exc)}") from None
         conn.transport.set_keepalive(KEEPALIVE_SECONDS)
         log.info("ssh connected to %s", where)
         return conn
-
-    def _discard(self, key: tuple[str, int, str], conn: Connection) -> None:
-        with self._pool_lock:
-            if self._pool.get(key) is conn:
-                del self._pool[key]
-        _close_quietly(conn)
 
 
 class _RefuseUnknownHost(RejectPolicy):
@@ -260,60 +250,7 @@ class _RefuseUnknownHost(RejectPolicy):
         )
 
 
-class _NotStarted(Exception):
-    """No channel could be opened, so the remote command was never sent."""
-
-
-class _CappedRemote(Remote):
-    """Fabric's remote runner, reading at most OUTPUT_LIMIT bytes per stream into memory."""
-
-    def start(self, command, shell, env, timeout=None):
-        # Only the plain exec path (no pty, no env): separating "channel open failed" from
-        # "command sent" is what makes reopening a dead connection safe to retry.
-        try:
-            self.channel = self.context.create_session()
-        except (SSHException, EOFError, OSError) as exc:
-            raise _NotStarted(_reason(exc)) from exc
-        self.send_start_message(command)
-
-    def send_start_message(self, command):
-        # paramiko waits for sshd to confirm the exec request with no deadline, and invoke
-        # starts its timeout only afterwards: a host that freezes at that moment would hang the
-        # caller forever. Closing the transport after the connect timeout wakes that wait with
-        # an error (the connection is frozen anyway, so nothing usable is lost).
-        transport = self.channel.get_transport()
-        deadline = max(1, int(self.context.connect_timeout or 10))
-        watchdog = threading.Timer(deadline, transport.close)
-        watchdog.daemon = True
-        watchdog.start()
-        try:
-            super().send_start_message(command)
-        finally:
-            watchdog.cancel()
-
-    def _handle_output(self, buffer_, hide, output, reader):
-        kept = bytearray()
-        total = 0
-        # Keep draining past the limit so the remote command never blocks on a full pipe.
-        while data := reader(self.read_chunk_size):
-            total += len(data)
-            room = OUTPUT_LIMIT - len(kept)
-            if room > 0:
-                kept += data[:room]
-        buffer_.append(cap_output(bytes(kept), total))
-
-
-def cap_output(kept: bytes, total: int) -> str:
-    """Decode captured bytes (invalid UTF-8 replaced), marking output cut at OUTPUT_LIMIT."""
-    truncated = total > len(kept)
-    # Cut output may end inside a multi-byte character: hold the partial character back.
-    text = codecs.getincrementaldecoder("utf-8")("replace").decode(kept, final=not truncated)
-    if truncated:
-        text += TRUNCATION_MARKER.format(total=total, kept=len(kept))
-    return text
-
-
-def _fabric_config() -> Config:
+def _fabric_config(remote_runner: type[Remote]) -> Config:
     # An explicit empty SSHConfig and lazy=True: no ~/.ssh/config or /etc/fabric.yaml may
     # redirect a host, change a port or add a ProxyCommand behind the operator's back.
     return Config(
@@ -321,35 +258,30 @@ def _fabric_config() -> Config:
         lazy=True,
         overrides={
             "load_ssh_configs": False,
-            "runners": {"remote": _CappedRemote},
+            "runners": {"remote": remote_runner},
             "run": {"encoding": "utf-8"},
         },
     )
 
 
-def _close_quietly(conn: Connection) -> None:
+def close_quietly(conn: Connection) -> None:
+    """Close a connection, ignoring the errors of one that is already broken."""
     try:
         conn.client.close()
     except (SSHException, EOFError, OSError):
         log.debug("ignoring error while closing %s", conn.host, exc_info=True)
 
 
-def _seconds(timeout: float) -> str:
-    return f"{timeout:.3f}".rstrip("0").rstrip(".")
-
-
-def _timeout_message(timeout: float) -> str:
-    return f"command timed out after {_seconds(timeout)} s and was stopped"
-
-
-def _address(host: str, port: int) -> str:
+def address(host: str, port: int) -> str:
+    """`host:port`, with an IPv6 host in brackets."""
     return f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+
+
+def reason(exc: BaseException) -> str:
+    """The first line of an exception's message, for one-line error texts."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
 
 
 def _fingerprint(key: object) -> str:
     return getattr(key, "fingerprint", None) or "unknown key"
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

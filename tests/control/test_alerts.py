@@ -10,8 +10,9 @@ import json
 
 import pytest
 
+from control import context
 from control.models import Action, ActionStatus, Alert, AuditEntry, utcnow
-from control.remediation import alerts
+from control.remediation import alerts, wakeup
 from control.scheduler import ControlScheduler
 from tests.helpers import wait_until
 from tests.prometheus.files import FIXTURES
@@ -147,13 +148,20 @@ def test_paused_server_gets_a_pending_action(client, auth, web1):
 
 def test_an_approved_action_wakes_the_dispatcher_a_pending_one_does_not(app, client, auth, web1):
     woken = []
-    app.extensions["homelab"].wake = lambda: woken.append(1)
-    client.put("/api/v1/servers/web-1/pause", headers=auth.operator)
-    deliver(client, auth, FIRING)
-    assert woken == []
-    client.put("/api/v1/servers/web-1/unpause", headers=auth.operator)
-    deliver(client, auth, FIRING, labels={"name": "redis.service"}, fingerprint="aa01")
-    assert woken == [1]
+
+    def listener(_sender):
+        woken.append(1)
+
+    wakeup.action_approved.connect(listener)
+    try:
+        client.put("/api/v1/servers/web-1/pause", headers=auth.operator)
+        deliver(client, auth, FIRING)
+        assert woken == []
+        client.put("/api/v1/servers/web-1/unpause", headers=auth.operator)
+        deliver(client, auth, FIRING, labels={"name": "redis.service"}, fingerprint="aa01")
+        assert woken == [1]
+    finally:
+        wakeup.action_approved.disconnect(listener)
 
 
 def test_flapping_alert_while_its_action_is_open_is_a_recorded_duplicate(client, auth, web1):
@@ -246,7 +254,7 @@ def test_still_firing_alert_is_retried_only_after_its_action_finished_long_enoug
     app, client, auth, web1
 ):
     alert = deliver(client, auth, FIRING)["alerts"][0]
-    context = app.extensions["homelab"]
+    ctx = context.of(app)
     first = Action.get_by_id(alert["action_id"])
 
     def redeliver(now):
@@ -258,7 +266,7 @@ def test_still_firing_alert_is_retried_only_after_its_action_finished_long_enoug
             "ends_at": None,
             "fingerprint": FIRING["alerts"][0]["fingerprint"],
         }
-        return alerts.receive([item], context.remediation_rules, context.remediation.whitelist, now)
+        return alerts.receive([item], ctx.remediation_rules, ctx.remediation.whitelist, now)
 
     Action.update(status=ActionStatus.COMPLETED).where(Action.id == first.id).execute()
     redeliver(first.created_at + dt.timedelta(minutes=5))  # regrouping resend: too soon
@@ -354,9 +362,8 @@ def test_alert_action_really_runs_on_the_server(app, client, auth, sshd, tmp_pat
     """Webhook → rule → action → dispatcher → SSH: the marker the command leaves appears."""
     body = {"id": "web-1", "hostname": "web-1", "ip_address": sshd.host, "ssh_port": sshd.port}
     assert client.post("/api/v1/servers", json=body, headers=auth.operator).status_code == 201
-    context = app.extensions["homelab"]
-    scheduler = ControlScheduler(context.settings, remediation=context.remediation)
-    context.wake = scheduler.dispatcher.wake
+    ctx = context.of(app)
+    scheduler = ControlScheduler(ctx.settings, remediation=ctx.remediation)
     scheduler.start()
     try:
         alert = deliver(client, auth, FIRING)["alerts"][0]

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import threading
+import time
 import uuid
 
 import pytest
 
+from control.config import Settings
 from control.errors import CommandTimeout, SshError
-from control.remediation.ssh import OUTPUT_LIMIT, CommandResult, SshExecutor
+from control.remediation.executor import OUTPUT_LIMIT, CommandResult, SshExecutor
+from control.remediation.runner import Remediation
+from tests.helpers import wait_until
 from tests.sshd import free_port
 
 pytestmark = pytest.mark.integration
@@ -279,7 +284,7 @@ def test_more_parallel_commands_than_sshd_sessions_share_one_connection(executor
         thread.join()
 
     assert sorted(results) == sorted(f"{n}\n" for n in range(25))
-    assert len(executor._pool) == 1
+    assert len(executor.pool) == 1
 
 
 def test_close_closes_pooled_connections(executor, sshd):
@@ -289,3 +294,99 @@ def test_close_closes_pooled_connections(executor, sshd):
 
     assert not conn.is_connected
     assert run(executor, sshd, ["true"]).exit_code == 0
+
+
+# --- idle connections --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def quick_idle(sshd):
+    """An executor whose pool closes connections after 1 s without a command."""
+    executor = SshExecutor(
+        sshd.client_key_path,
+        sshd.known_hosts_path,
+        connect_timeout=5,
+        command_timeout=10,
+        default_user=sshd.user,
+        idle_timeout=1,
+    )
+    yield executor
+    executor.close()
+
+
+def test_idle_connection_is_closed_and_reopened_for_the_next_command(quick_idle, sshd, caplog):
+    caplog.set_level(logging.INFO, logger="control.remediation.ssh")
+    run(quick_idle, sshd, ["true"])
+    first = quick_idle.connection(sshd.host, sshd.port, sshd.user)
+    transport = first.transport
+
+    wait_until(lambda: len(quick_idle.pool) == 0)
+
+    assert not first.is_connected
+    wait_until(lambda: not transport.is_alive())  # its paramiko thread is gone too
+    assert f"closed ssh connection to {sshd.host} after 1 s idle" in caplog.text
+    assert run(quick_idle, sshd, ["echo", "again"]).stdout == "again\n"
+    assert quick_idle.connection(sshd.host, sshd.port, sshd.user) is not first
+
+
+def test_connection_running_a_long_command_is_not_closed_as_idle(quick_idle, sshd):
+    # The reaper wakes every 0.5 s throughout this 3 s command; closing the connection under
+    # it would end the command with an SshError instead of its output.
+    result = run(quick_idle, sshd, sh("sleep 3; echo done"))
+
+    assert (result.exit_code, result.stdout) == (0, "done\n")
+
+
+def test_close_stops_the_idle_reaper(quick_idle, sshd):
+    run(quick_idle, sshd, ["true"])
+    reaper = quick_idle.pool._reaper
+    assert reaper is not None
+    assert reaper.is_alive()
+
+    quick_idle.close()
+
+    assert not reaper.is_alive()
+    assert quick_idle.pool._reaper is None
+
+
+def test_reaper_restarts_with_the_first_connection_after_close(quick_idle, sshd):
+    run(quick_idle, sshd, ["true"])
+    quick_idle.close()
+
+    run(quick_idle, sshd, ["true"])
+
+    assert quick_idle.pool._reaper is not None
+    assert quick_idle.pool._reaper.is_alive()
+    wait_until(lambda: len(quick_idle.pool) == 0)
+
+
+def test_idle_bookkeeping_counts_sessions_and_last_use(executor, sshd):
+    # The default 300 s limit keeps the reaper out; close_idle gets the clock explicitly.
+    key = (sshd.host, sshd.port, sshd.user)
+    pool = executor.pool
+    later = time.monotonic() + 301
+
+    with pool.session(key):
+        conn = pool.connection(*key)
+        assert pool.close_idle(now=later) == []  # in use: never closed, however long
+        with pool.session(key):
+            pass
+        assert pool.close_idle(now=later) == []  # one of two sessions still holds it
+    assert conn.is_connected
+    assert pool.close_idle(now=time.monotonic() + 299) == []  # used just now: not idle yet
+    assert pool.close_idle(now=time.monotonic() + 301) == [key]
+    assert not conn.is_connected
+    assert len(pool) == 0
+
+
+def test_idle_timeout_must_be_positive(sshd):
+    with pytest.raises(ValueError, match="idle_timeout"):
+        SshExecutor(sshd.client_key_path, sshd.known_hosts_path, idle_timeout=0)
+
+
+def test_remediation_passes_ssh_idle_to_the_pool():
+    remediation = Remediation(Settings(ssh_idle=42))
+    try:
+        assert remediation.executor.pool.idle_timeout == 42
+    finally:
+        remediation.close()

@@ -66,11 +66,11 @@ def test_version_2_database_gains_tags_and_the_alert_table(app):
     from control.models import Action, Alert
 
     Server.create(id="old", hostname="old", is_paused=True)
-    Action.create(server="old", action_type="clear_logs", command="journalctl", created_by="me")
+    Action.create(server_id="old", action_type="clear_logs", command="journalctl", created_by="me")
     _drop_version_3_schema()
     assert "tags" not in {column.name for column in db.get_columns("server")}
 
-    assert migrations.migrate() == migrations.LATEST_VERSION == 3
+    assert migrations.migrate() == migrations.LATEST_VERSION == 4
     assert "tags" in {column.name for column in db.get_columns("server")}
     old = Server.get_by_id("old")
     assert (old.tags, old.is_paused) == (None, True)
@@ -78,3 +78,55 @@ def test_version_2_database_gains_tags_and_the_alert_table(app):
     assert Alert.select().count() == 0
     indexes = {tuple(index.columns): index.unique for index in db.get_indexes("alert")}
     assert indexes[("fingerprint", "starts_at")] is True
+
+
+def _restore_version_3_action_table() -> None:
+    """Give the action table its version-3 shape: a cascading foreign key to the server and,
+    on SQLite, a plain INTEGER PRIMARY KEY (which hands the highest id out again)."""
+    from control.db import is_sqlite
+    from control.models import Action
+
+    if is_sqlite():
+        create = Action._schema._create_table(safe=False).query()[0]
+        create = create.replace(" AUTOINCREMENT", "").replace(
+            '"server_id" VARCHAR(100) NOT NULL',
+            '"server_id" VARCHAR(100) NOT NULL REFERENCES "server" ("id") ON DELETE CASCADE',
+        )
+        db.drop_tables([Action])
+        db.execute_sql(create)
+        Action._schema.create_indexes(safe=True)
+        db.execute_sql(migrations.OPEN_ACTION_INDEX)
+    else:
+        db.execute_sql(
+            'ALTER TABLE "action" ADD CONSTRAINT "action_server_id_fkey" FOREIGN KEY '
+            '("server_id") REFERENCES "server" ("id") ON DELETE CASCADE'
+        )
+    SchemaVersion.update(version=3).execute()
+
+
+def test_version_3_actions_outlive_their_server_and_never_reuse_an_id(app):
+    from control.fleet import servers
+    from control.models import Action
+
+    Server.create(id="old", hostname="old")
+    _restore_version_3_action_table()
+    kept = Action.create(
+        server_id="old", action_type="clear_logs", command="journalctl", created_by="me"
+    )
+    newest = Action.create(
+        server_id="old", action_type="reboot", command="reboot", created_by="me", status="failed"
+    )
+
+    assert migrations.migrate() == migrations.LATEST_VERSION
+    assert [a.id for a in Action.select().order_by(Action.id)] == [kept.id, newest.id]
+    indexes = {index.name for index in db.get_indexes("action")}
+    assert {"action_one_open", "action_server_id_id", "action_status_id"} <= indexes
+
+    servers.delete_server("old")
+    assert Action.select().count() == 2  # the history stays
+    assert Action.get_by_id(kept.id).status == "failed"  # it can never run now
+    newest.delete_instance()
+    again = Action.create(
+        server_id="new", action_type="clear_logs", command="journalctl", created_by="me"
+    )
+    assert again.id > newest.id

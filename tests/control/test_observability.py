@@ -66,7 +66,8 @@ def test_events_paginate_newest_first_and_filter(client, auth):
     ).json
     assert filtered["total"] == 1
     assert filtered["events"][0]["details"] == {"source": "api"}
-    assert client.get("/api/v1/events?type=nothing", headers=auth.viewer).json["total"] == 0
+    assert client.get("/api/v1/events?type=nothing", headers=auth.viewer).status_code == 422
+    assert client.get("/api/v1/events?server_id=gone", headers=auth.viewer).json["total"] == 0
 
 
 def test_openapi_spec_is_served(client):

@@ -31,7 +31,7 @@ def heartbeat(client, auth, server_id="web-1", **extra):
 def test_list_servers_is_empty_at_first(client, auth):
     response = client.get(BASE, headers=auth.viewer)
     assert response.status_code == 200
-    assert response.json == {"servers": [], "total": 0}
+    assert response.json == {"servers": [], "total": 0, "limit": None, "offset": 0}
 
 
 def test_register_server_with_minimal_fields_starts_unknown(client, auth):

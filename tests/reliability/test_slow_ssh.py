@@ -226,7 +226,7 @@ def test_host_that_never_sends_a_banner_is_500_ssh_error_after_the_connect_timeo
     status, body = echo(client, auth, "hello")
     assert (status, body["code"]) == (500, "SSH_ERROR")
     assert "cannot connect" in body["message"]
-    audit = client.get("/api/v1/audit?server_id=slow", headers=auth.viewer).json["entries"]
+    audit = client.get("/api/v1/audit?server_id=slow", headers=auth.viewer).json["audit"]
     assert [entry["result"] for entry in audit] == ["ssh_error"]
 
 
@@ -256,7 +256,7 @@ def test_host_that_freezes_mid_command_is_408_timeout_and_the_next_command_recon
     # The frozen connection is abandoned: the next command opens a new one and succeeds.
     status, body = echo(client, auth, "again")
     assert (status, body["stdout"]) == (200, "again\n")
-    audit = client.get("/api/v1/audit?server_id=slow", headers=auth.viewer).json["entries"]
+    audit = client.get("/api/v1/audit?server_id=slow", headers=auth.viewer).json["audit"]
     assert [entry["result"] for entry in audit] == ["completed", "timeout", "completed"]
 
 

@@ -1,0 +1,68 @@
+"""Synchronous execution (seed 004): one whitelisted command, run now, its output returned.
+
+The rules the API view used to hold: the caller's rate limit, the whitelist match (a refusal
+is audited and is a 400 here, not the queue's 403), the run itself (audited by the runner),
+and an event in the fleet's log like a queued action's, so `/events` shows both.
+"""
+
+from __future__ import annotations
+
+from control.errors import CommandNotAllowed, CommandTimeout, ExecuteNotAllowed, SshError
+from control.fleet import events, servers
+from control.fleet.events import EventType
+from control.keys import Principal
+from control.remediation.executor import CommandResult
+from control.remediation.ratelimit import KeyRateLimiter
+from control.remediation.runner import Remediation
+
+
+def execute_command(
+    remediation: Remediation,
+    limiter: KeyRateLimiter,
+    caller: Principal,
+    server_id: str,
+    *,
+    command: str | None = None,
+    action_type: str | None = None,
+    parameters: dict[str, str] | None = None,
+) -> CommandResult:
+    """Run `command` (a string equal to a whitelisted render) or `action_type` + `parameters`.
+
+    RateLimited, NotFound, ExecuteNotAllowed (400), CommandTimeout and SshError as the
+    contract says; a non-zero exit is a result, not an error.
+    """
+    limiter.hit(caller.name)
+    server = servers.get_server(server_id)
+    audit = {"actor": caller.name, "scope": caller.scope, "source": "execute"}
+    try:
+        if command is not None:
+            match = remediation.whitelist.match_command(command)
+            action_type, argv = match.action_type, match.argv
+        else:
+            argv = remediation.whitelist.render(action_type or "", parameters)
+    except CommandNotAllowed as exc:
+        remediation.refuse(
+            **audit, server_id=server_id, action_type=action_type, detail=exc.message
+        )
+        raise ExecuteNotAllowed(exc.message) from None
+    try:
+        result = remediation.run(server, argv, **audit, action_type=action_type)
+    except (CommandTimeout, SshError) as exc:
+        _record(server_id, action_type, caller, f"failed ({exc.message})", exit_code=None)
+        raise
+    outcome = "completed" if result.exit_code == 0 else f"failed (exit {result.exit_code})"
+    _record(server_id, action_type, caller, outcome, exit_code=result.exit_code)
+    return result
+
+
+def _record(
+    server_id: str, action_type: str | None, caller: Principal, outcome: str, exit_code: int | None
+) -> None:
+    """One event per synchronous execution, shaped like the queued actions' events."""
+    ok = outcome == "completed"
+    events.record(
+        EventType.COMMAND_COMPLETED if ok else EventType.COMMAND_FAILED,
+        f"command {action_type} on {server_id} by {caller.name} {outcome}",
+        server_id=server_id,
+        details={"action_type": action_type, "by": caller.name, "exit_code": exit_code},
+    )
