@@ -94,6 +94,4 @@ class ExecuteCommand(MethodView):
     def post(self, body, server_id):
         """Execute a whitelisted command on a server and return its exit code and output"""
         ctx = context.current()
-        return execute_command(
-            ctx.remediation, ctx.rate_limiter, authenticate(), server_id, **body
-        )
+        return execute_command(ctx.remediation, ctx.rate_limiter, authenticate(), server_id, **body)

@@ -23,9 +23,7 @@ def health():
         raise Unavailable(f"Database unavailable: {type(exc).__name__}") from None
     if problem:  # reachable but cannot take heartbeats: not ready either
         raise Unavailable(f"Database unavailable: {problem}")
-    return jsonify(
-        {"status": "ok", "database": "ok", "version": context.current().version}
-    )
+    return jsonify({"status": "ok", "database": "ok", "version": context.current().version})
 
 
 @blp.get("/metrics")

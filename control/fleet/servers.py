@@ -48,8 +48,10 @@ def _filtered(query: pw.ModelSelect, status: str | None, tag: str | None) -> pw.
     if tag is not None:
         # Tags are stored as a JSON list of names that cannot contain a quote, so `"name"` is
         # found exactly; a substring search, because LIKE would read `_` as a wildcard.
-        find = pw.fn.instr(Server.tags, f'"{tag}"') if is_sqlite() else pw.fn.strpos(
-            Server.tags, f'"{tag}"'
+        find = (
+            pw.fn.instr(Server.tags, f'"{tag}"')
+            if is_sqlite()
+            else pw.fn.strpos(Server.tags, f'"{tag}"')
         )
         query = query.where(find > 0)
     return query
@@ -159,7 +161,6 @@ def delete_server(server_id: str) -> None:
         ).execute()
         server.delete_instance()
         events.record(EventType.SERVER_DELETED, f"server {server_id} deleted", server_id=server_id)
-
 
 
 def count_by_status() -> dict[str, int]:
