@@ -31,6 +31,7 @@ class ControlFlask(Flask):
     """Flask with the orjson-backed JSON provider."""
 
     json_provider_class = OrjsonProvider
+    json: OrjsonProvider
 
 
 def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:

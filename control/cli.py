@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import peewee
 
 from control import context, db, keys, logs, migrations
-from control.config import ConfigError, Settings, load_settings
-from control.errors import ControlError
+from control.config import Settings, load_settings
+from control.errors import ConfigError, ControlError
 
 log = logging.getLogger("control")
 

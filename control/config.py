@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,10 +92,10 @@ def _coerce(name: str, raw: Any, default: Any) -> Any:
                 raise ValueError(raw)
             return value
         if isinstance(default, float):
-            value = float(raw)
-            if not 0 <= value < 1e6:
+            number = float(raw)
+            if not 0 <= number < 1e6:
                 raise ValueError(raw)
-            return value
+            return number
         if isinstance(default, Path):
             return Path(raw)
         return str(raw)
@@ -105,7 +106,7 @@ def _coerce(name: str, raw: Any, default: Any) -> Any:
         ) from None
 
 
-def load_settings(environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """Build Settings from defaults, then `HOMELAB_CONFIG` TOML, then env vars, then overrides."""
     environ = os.environ if environ is None else environ
     defaults = Settings()

@@ -61,7 +61,8 @@ class FileSqliteDatabase(peewee.SqliteDatabase):
         identity = self._file_identity()
         if identity is None and getattr(self, "_existed", False):
             raise peewee.OperationalError(f"database file {self.database} is missing")
-        connection = super()._connect()
+        # peewee's stubs omit Database._connect, the hook subclasses override.
+        connection = super()._connect()  # type: ignore[misc]
         self._existed = True
         self._opened.identity = self._file_identity()
         return connection

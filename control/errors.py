@@ -6,6 +6,8 @@ below, and the CLI prints the message. Nothing here imports Flask.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ControlError(Exception):
     """Root of every error control reports to a client."""
@@ -13,7 +15,13 @@ class ControlError(Exception):
     status = 500
     code = "INTERNAL_ERROR"
 
-    def __init__(self, message: str, *, errors: dict | None = None, headers: dict | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        errors: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(message)
         self.message = message
         self.errors = errors

@@ -31,8 +31,11 @@ class OrjsonProvider(DefaultJSONProvider):
     def response(self, *args: Any, **kwargs: Any):
         """A JSON response, encoded straight to bytes."""
         obj = self._prepare_response_obj(args, kwargs)
+        body: bytes | str
         try:
             body = orjson.dumps(obj, default=self.default, option=OPTIONS)
         except orjson.JSONEncodeError:
             body = super().dumps(obj)
-        return self._app.response_class(body, mimetype=self.mimetype)
+        # Flask types _app as the sansio App, whose response_class takes no body; at run time it
+        # is flask.Response, which takes bytes.
+        return self._app.response_class(body, mimetype=self.mimetype)  # type: ignore[arg-type]

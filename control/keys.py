@@ -20,7 +20,8 @@ from control.models import ApiKey, ApiKeyScope, utcnow
 KEY_PREFIX = "hlc_"
 
 # What each scope may do. Views declare the permission they need.
-PERMISSIONS = {
+# Keyed by str: ApiKeyScope is a StrEnum, and Principal.scope is a plain str.
+PERMISSIONS: dict[str, frozenset[str]] = {
     ApiKeyScope.AGENT: frozenset({"heartbeat"}),
     ApiKeyScope.VIEWER: frozenset({"read"}),
     ApiKeyScope.OPERATOR: frozenset({"read", "write", "heartbeat"}),

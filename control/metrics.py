@@ -8,7 +8,10 @@ may run in a process of its own.
 from __future__ import annotations
 
 import calendar
+import datetime as dt
 import logging
+from collections.abc import Iterable
+from typing import cast
 
 import peewee
 import prometheus_client
@@ -60,11 +63,14 @@ class FleetCollector:
             "When control last received a heartbeat from the server.",
             labels=["server_id"],
         )
-        for server_id, seen in (
+        # .tuples() yields (id, last_seen) rows; peewee's stubs keep the row type as Server.
+        rows = cast(
+            Iterable[tuple[str, dt.datetime]],
             Server.select(Server.id, Server.last_seen)
             .where(Server.last_seen.is_null(False))
-            .tuples()
-        ):
+            .tuples(),
+        )
+        for server_id, seen in rows:
             last_seen.add_metric([server_id], _epoch(seen))
         yield last_seen
         runs = CounterMetricFamily(
@@ -109,8 +115,9 @@ class FleetCollector:
             labels=["server_id"],
         )
         for cost in costs.fleet_costs(self.electricity_price, self.currency).counted:
-            watts.add_metric([cost.server.id], cost.watts)
-            monthly.add_metric([cost.server.id], cost.cost_per_month)
+            # Never None: `counted` keeps only the servers with an estimate.
+            watts.add_metric([cost.server.id], cast(float, cost.watts))
+            monthly.add_metric([cost.server.id], cast(float, cost.cost_per_month))
         yield watts
         yield monthly
 

@@ -70,12 +70,13 @@ def _v4_actions_outlive_servers(migrator: SchemaMigrator) -> None:
         "AND sql IS NOT NULL"
     ).fetchall():
         db.execute_sql(f'DROP INDEX "{name}"')
-    Action._schema.create_table(safe=False)
+    # peewee's stubs omit Model._schema (its SchemaManager, set by ModelBase); here and below.
+    Action._schema.create_table(safe=False)  # type: ignore[attr-defined]
     db.execute_sql(
         f'INSERT INTO "action" ({columns}) SELECT {columns} FROM "action_v3"'  # noqa: S608
     )
     db.execute_sql('DROP TABLE "action_v3"')
-    Action._schema.create_indexes(safe=True)
+    Action._schema.create_indexes(safe=True)  # type: ignore[attr-defined]
     db.execute_sql(OPEN_ACTION_INDEX)
 
 

@@ -21,8 +21,8 @@ def get_or_404(model: type[ModelT], key: Any, label: str) -> ModelT:
 
 
 def page(
-    query: pw.ModelSelect, order: Any, limit: int | None, offset: int = 0
-) -> tuple[list[Any], int]:
+    query: pw.ModelSelect[ModelT], order: Any, limit: int | None, offset: int = 0
+) -> tuple[list[ModelT], int]:
     """One page of `query` in `order`, and how many rows match in all (`limit` None: all)."""
     total = query.count()
     ordered = query.order_by(order).offset(offset)
@@ -31,7 +31,9 @@ def page(
     return list(ordered), total
 
 
-def filtered(query: pw.ModelSelect, conditions: Iterable[tuple[pw.Field, Any]]) -> pw.ModelSelect:
+def filtered(
+    query: pw.ModelSelect[ModelT], conditions: Iterable[tuple[pw.Field[Any], Any]]
+) -> pw.ModelSelect[ModelT]:
     """`query` narrowed by `column == value` for every pair whose value is not None."""
     for column, value in conditions:
         if value is not None:
@@ -39,7 +41,7 @@ def filtered(query: pw.ModelSelect, conditions: Iterable[tuple[pw.Field, Any]]) 
     return query
 
 
-def count_by(column: pw.Field, values: Iterable[str]) -> dict[str, int]:
+def count_by(column: pw.Field[Any], values: Iterable[str]) -> dict[str, int]:
     """How many rows have each of `values` in `column`, zeros included, in one GROUP BY."""
     counts = dict.fromkeys(values, 0)
     model = column.model

@@ -7,6 +7,7 @@ import ssl
 import sys
 import threading
 from collections.abc import Sequence
+from typing import cast
 
 import psutil
 from prometheus_client import disable_created_metrics
@@ -30,8 +31,9 @@ def _heartbeat_loop(settings: Settings, state: HeartbeatState, version: str) -> 
     context = None
     if settings.control_url and settings.control_url.startswith("https:"):
         context = ssl.create_default_context(cafile=settings.control_ca_file)
-    sender = HttpSender(settings.control_url, settings.api_key, f"homelab-agent/{version}",
-                        context=context)  # fmt: skip
+    # Called only with a control_url, and load_settings refuses a control_url without a key.
+    sender = HttpSender(cast(str, settings.control_url), cast(str, settings.api_key),
+                        f"homelab-agent/{version}", context=context)  # fmt: skip
     # In a container with the host's /proc mounted elsewhere, psutil must read that one.
     psutil.PROCFS_PATH = settings.collector_options.procfs
     summary = Summary(psutil, disk_path=settings.collector_options.rootfs)
@@ -67,7 +69,12 @@ def run(settings: Settings, stop: threading.Event) -> int:
     if settings.basic_auth_user:
         auth = BasicAuth(settings.basic_auth_user, settings.basic_auth_password or "")
     try:
-        context = tls_context(settings.tls_cert, settings.tls_key) if settings.tls_cert else None
+        # load_settings requires --tls-cert and --tls-key together.
+        context = (
+            tls_context(settings.tls_cert, cast(str, settings.tls_key))
+            if settings.tls_cert
+            else None
+        )
     except (OSError, ssl.SSLError) as exc:
         log.error("cannot load --tls-cert/--tls-key: %s", exc)
         return 2

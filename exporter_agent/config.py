@@ -12,6 +12,7 @@ import re
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 from exporter_agent.collectors import COLLECTORS, CollectorOptions, collector_options
 from exporter_agent.options import (
@@ -103,7 +104,7 @@ class Settings:
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2, like SettingsError
+    def error(self, message: str) -> NoReturn:  # one line, exit 2, like SettingsError
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 

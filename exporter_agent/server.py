@@ -10,7 +10,7 @@ import ssl
 import threading
 from collections.abc import Callable, Iterable
 from socketserver import ThreadingMixIn
-from typing import Any
+from typing import Any, cast
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry
@@ -127,11 +127,12 @@ class AgentHTTPServer(ThreadingMixIn, WSGIServer):
     def server_bind(self) -> None:
         """Bind without HTTPServer's reverse-DNS lookup of the listen address."""
         socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
+        host, port = cast(tuple[str, int], self.server_address[:2])  # an AF_INET(6) address
         self.server_name, self.server_port = host, port
         self.setup_environ()
 
-    def finish_request(self, request: socket.socket, client_address: tuple[Any, ...]) -> None:
+    # A TCP server's request is always a socket; typeshed's BaseServer also allows UDP's tuple.
+    def finish_request(self, request: socket.socket, client_address: tuple[Any, ...]) -> None:  # type: ignore[override]
         """Wrap the connection in TLS (if configured) before handling it."""
         if self.tls_context is not None:
             request.settimeout(REQUEST_TIMEOUT_SECONDS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import functools
 from collections.abc import Callable
+from typing import Any
 
 from flask import g, request
 
@@ -12,7 +13,7 @@ from control import context
 from control.errors import Forbidden, Unauthorized
 from control.keys import KeyRing, Principal
 
-SECURITY = [{"ApiKeyHeader": []}, {"BearerAuth": []}]
+SECURITY: list[dict[str, list[str]]] = [{"ApiKeyHeader": []}, {"BearerAuth": []}]
 SECURITY_SCHEMES = {
     "ApiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
     "BearerAuth": {"type": "http", "scheme": "bearer"},
@@ -57,9 +58,11 @@ def require(permission: str) -> Callable:
 
         # Document the security requirement and its two failure responses (references to the
         # components flask-smorest registers for every HTTP status).
-        wrapper._apidoc = copy.deepcopy(getattr(view, "_apidoc", {}))
-        wrapper._apidoc.setdefault("manual_doc", {})["security"] = SECURITY
-        responses = wrapper._apidoc.setdefault("response", {}).setdefault("responses", {})
+        apidoc: dict[str, Any] = copy.deepcopy(getattr(view, "_apidoc", {}))
+        # flask-smorest reads a view's docs from this function attribute, unknown to mypy.
+        wrapper._apidoc = apidoc  # type: ignore[attr-defined]
+        apidoc.setdefault("manual_doc", {})["security"] = SECURITY
+        responses = apidoc.setdefault("response", {}).setdefault("responses", {})
         responses.setdefault(401, []).append("UNAUTHORIZED")
         responses.setdefault(403, []).append("FORBIDDEN")
         return wrapper

@@ -27,6 +27,8 @@ class FullMatch(ma.validate.Validator):
     `pattern` and clients (and schemathesis) know the rule before they are refused.
     """
 
+    error: str  # always given here; marshmallow's Validator allows None
+
     def __init__(self, pattern: str, error: str):
         self.regex = re.compile(pattern, re.ASCII)
         self.error = error

@@ -48,7 +48,8 @@ class FleetCost:
 
     def total(self, attribute: str) -> float:
         """The sum of one estimate over the counted servers."""
-        return sum(getattr(cost, attribute) for cost in self.counted)
+        total: float = sum(getattr(cost, attribute) for cost in self.counted)
+        return total
 
     @property
     def totals(self) -> dict[str, float]:

@@ -68,11 +68,15 @@ class _HeartbeatSql:
 def _heartbeat_sql(param: str, quote: str, lock_row: bool) -> _HeartbeatSql:
     """The hot-path SQL for a database using `param` placeholders and `quote` identifiers."""
 
-    def name(node: Any) -> str:
+    def name(node: pw.Field[Any] | type[pw.Model]) -> str:
         text = node._meta.table_name if isinstance(node, type) else node.column_name
         return f"{quote[0]}{text}{quote[1]}"
 
-    sample_columns = [MetricsSample.server, MetricsSample.timestamp, MetricsSample.received_at]
+    sample_columns: list[pw.Field[Any]] = [
+        MetricsSample.server,
+        MetricsSample.timestamp,
+        MetricsSample.received_at,
+    ]
     sample_columns += [getattr(MetricsSample, field) for field in METRIC_FIELDS]
     keep_if_null = [getattr(Server, column) for column in OS_FIELDS.values()]
     keep_if_null += [
@@ -135,7 +139,8 @@ def ingest_heartbeat(
     now = now or utcnow()
     server_id = beat["server_id"]
     sql = _sql_for_bound_database()
-    stamp = Server.last_seen.db_value(now)
+    # peewee's bundled stubs leave Field.db_value unannotated (here and below).
+    stamp = Server.last_seen.db_value(now)  # type: ignore[no-untyped-call]
     os_info = beat.get("os_info") or {}
     metrics = beat.get("metrics")
     with write_transaction():
@@ -151,7 +156,7 @@ def ingest_heartbeat(
         if metrics is not None:
             values = [
                 server_id,
-                MetricsSample.timestamp.db_value(beat["timestamp"]),
+                MetricsSample.timestamp.db_value(beat["timestamp"]),  # type: ignore[no-untyped-call]
                 stamp,
                 *(metrics.get(field) for field in METRIC_FIELDS),
             ]

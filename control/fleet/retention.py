@@ -37,13 +37,14 @@ def thin_history(now: dt.datetime | None = None) -> int:
     )
     latest = Server.select(Server.latest_sample_id).where(Server.latest_sample_id.is_null(False))
     with write_transaction():
-        return (
+        deleted: int = (
             MetricsSample.delete()
             .where(
                 in_window & MetricsSample.id.not_in(first_of_hour) & MetricsSample.id.not_in(latest)
             )
             .execute()
         )
+        return deleted
 
 
 def prune_history(retention_days: int, now: dt.datetime | None = None) -> dict[str, int]:

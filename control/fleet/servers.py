@@ -27,7 +27,7 @@ from control.queries import count_by, filtered, get_or_404
 SERVER_DELETED = "server deleted before the action ran"
 
 
-def _servers_with_latest():
+def _servers_with_latest() -> pw.ModelSelect[Server]:
     """Servers LEFT JOINed to their newest sample: one query however many servers there are."""
     return Server.select(Server, MetricsSample).join(
         MetricsSample,
@@ -42,7 +42,9 @@ def list_servers(*, status: str | None = None, tag: str | None = None) -> list[S
     return list(_filtered(_servers_with_latest(), status, tag).order_by(Server.id))
 
 
-def _filtered(query: pw.ModelSelect, status: str | None, tag: str | None) -> pw.ModelSelect:
+def _filtered(
+    query: pw.ModelSelect[Server], status: str | None, tag: str | None
+) -> pw.ModelSelect[Server]:
     """`query` narrowed to servers in `status` carrying `tag` (either may be None)."""
     query = filtered(query, [(Server.status, status)])
     if tag is not None:
@@ -72,7 +74,7 @@ def list_server_rows(
     tag: str | None = None,
     limit: int | None = None,
     offset: int = 0,
-) -> tuple[list[tuple], int]:
+) -> tuple[list[tuple[Any, ...]], int]:
     """A page of servers (all of them without `limit`) as raw rows, and how many match.
 
     Each row holds the columns of SERVER_LIST_COLUMNS then SAMPLE_LIST_COLUMNS, unconverted
@@ -103,7 +105,7 @@ def list_server_rows(
 
 def get_server(server_id: str) -> Server:
     """One server with its newest sample, or NotFound."""
-    server = _servers_with_latest().where(Server.id == server_id).first()
+    server: Server | None = _servers_with_latest().where(Server.id == server_id).first()
     if server is None:
         raise NotFound(f"Server '{server_id}' not found")
     return server  # not get_or_404: this one joins the newest sample

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from typing import Any, cast
 
 from control.models import Server
 
@@ -47,7 +48,7 @@ def target_labels(server: Server) -> dict[str, str]:
     return labels
 
 
-def http_sd_groups() -> list[dict]:
+def http_sd_groups() -> list[dict[str, Any]]:
     """The http_sd document: `[{"targets": ["host:port"], "labels": {...}}, ...]` by server id."""
     query = Server.select().where(Server.metrics_port.is_null(False)).order_by(Server.id)
     groups = []
@@ -56,7 +57,8 @@ def http_sd_groups() -> list[dict]:
         if host:
             groups.append(
                 {
-                    "targets": [target_address(host, server.metrics_port)],
+                    # Never None here: the query keeps only servers with a metrics_port.
+                    "targets": [target_address(host, cast(int, server.metrics_port))],
                     "labels": target_labels(server),
                 }
             )

@@ -61,7 +61,7 @@ def list_server_actions(server_id: str, **filters: Any) -> tuple[list[Action], i
 
 def find_open_action(server_id: str, action_type: str, parameters: str) -> Action | None:
     """The open action with these stored (canonical) parameters, if there is one."""
-    return (
+    action: Action | None = (
         Action.select()
         .where(
             (Action.server_id == server_id)
@@ -71,6 +71,7 @@ def find_open_action(server_id: str, action_type: str, parameters: str) -> Actio
         )
         .first()
     )
+    return action
 
 
 def create_action(
@@ -128,7 +129,9 @@ def _duplicate_message(server_id: str, action_type: str, stored: str) -> str:
     return f"An open {action_type} action for server '{server_id}' already exists{which}"
 
 
-def _transition(action_id: int, expected: str, changes: dict, verb: str) -> Action:
+def _transition(
+    action_id: int, expected: str, changes: dict[pw.Field[Any], Any], verb: str
+) -> Action:
     """Apply `changes` only if the action is in `expected`; NotFound or Conflict otherwise."""
     with write_transaction():
         moved = (

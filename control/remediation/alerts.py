@@ -34,7 +34,7 @@ from control.fleet.events import EventType
 from control.models import OPEN_ACTION_STATUSES, Action, ActionStatus, Alert, AlertStatus, utcnow
 from control.queries import filtered, get_or_404, page
 from control.remediation import actions
-from control.remediation.rules import RemediationRules, RuleNotApplicable
+from control.remediation.rules import RemediationRule, RemediationRules, RuleNotApplicable
 from control.remediation.wakeup import announce_approved
 from control.remediation.whitelist import Whitelist
 
@@ -103,7 +103,10 @@ def receive(
 
 
 def _occurrence(item: dict[str, Any]) -> pw.Expression:
-    return (Alert.fingerprint == item["fingerprint"]) & (Alert.starts_at == item["starts_at"])
+    occurrence: pw.Expression = (Alert.fingerprint == item["fingerprint"]) & (
+        Alert.starts_at == item["starts_at"]
+    )
+    return occurrence
 
 
 def _store(item: dict[str, Any], now: dt.datetime) -> Alert:
@@ -196,7 +199,7 @@ def _due(alert: Alert, now: dt.datetime) -> bool:
 
 
 def _queue(
-    alert: Alert, labels: dict[str, str], rule, whitelist: Whitelist
+    alert: Alert, labels: dict[str, str], rule: RemediationRule, whitelist: Whitelist
 ) -> tuple[int | None, str, str]:
     """Create the rule's action; return (action_id, remediation outcome, detail)."""
     server_id = labels.get("server_id")

@@ -7,6 +7,8 @@ and an event in the fleet's log like a queued action's, so `/events` shows both.
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 from control.errors import CommandNotAllowed, CommandTimeout, ExecuteNotAllowed, SshError
 from control.fleet import events, servers
 from control.fleet.events import EventType
@@ -14,6 +16,14 @@ from control.keys import Principal
 from control.remediation.executor import CommandResult
 from control.remediation.ratelimit import KeyRateLimiter
 from control.remediation.runner import Remediation
+
+
+class _AuditFields(TypedDict):
+    """Who asked, as both the runner and the refusal audit it."""
+
+    actor: str
+    scope: str | None
+    source: str
 
 
 def execute_command(
@@ -33,7 +43,7 @@ def execute_command(
     """
     limiter.hit(caller.name)
     server = servers.get_server(server_id)
-    audit = {"actor": caller.name, "scope": caller.scope, "source": "execute"}
+    audit: _AuditFields = {"actor": caller.name, "scope": caller.scope, "source": "execute"}
     try:
         if command is not None:
             match = remediation.whitelist.match_command(command)

@@ -13,8 +13,9 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import IO, Any
 
 from fabric import Connection
 from fabric.runners import Remote
@@ -160,10 +161,13 @@ class _NotStarted(Exception):
     """No channel could be opened, so the remote command was never sent."""
 
 
-class _CappedRemote(Remote):
+# fabric ships no type information, so Remote is Any to mypy.
+class _CappedRemote(Remote):  # type: ignore[misc]
     """Fabric's remote runner, reading at most OUTPUT_LIMIT bytes per stream into memory."""
 
-    def start(self, command, shell, env, timeout=None):
+    def start(
+        self, command: str, shell: str, env: dict[str, Any], timeout: float | None = None
+    ) -> None:
         # Only the plain exec path (no pty, no env): separating "channel open failed" from
         # "command sent" is what makes reopening a dead connection safe to retry.
         try:
@@ -172,7 +176,7 @@ class _CappedRemote(Remote):
             raise _NotStarted(reason(exc)) from exc
         self.send_start_message(command)
 
-    def send_start_message(self, command):
+    def send_start_message(self, command: str) -> None:
         # paramiko waits for sshd to confirm the exec request with no deadline, and invoke
         # starts its timeout only afterwards: a host that freezes at that moment would hang the
         # caller forever. Closing the transport after the connect timeout wakes that wait with
@@ -187,7 +191,13 @@ class _CappedRemote(Remote):
         finally:
             watchdog.cancel()
 
-    def _handle_output(self, buffer_, hide, output, reader):
+    def _handle_output(
+        self,
+        buffer_: list[str],
+        hide: bool,
+        output: IO[str],
+        reader: Callable[[int], bytes],
+    ) -> None:
         kept = bytearray()
         total = 0
         # Keep draining past the limit so the remote command never blocks on a full pipe.

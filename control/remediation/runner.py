@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 from control.config import Settings
 from control.errors import CommandTimeout, SshError
@@ -80,7 +81,7 @@ class Remediation:
         )
         return result
 
-    def _finish(self, entry: dict, started: float, result: str, **fields) -> None:
+    def _finish(self, entry: dict[str, Any], started: float, result: str, **fields: Any) -> None:
         elapsed = time.perf_counter() - started
         fields.setdefault("duration_ms", round(elapsed * 1000))
         audit.record(**entry, allowed=True, result=result, **fields)

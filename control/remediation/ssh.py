@@ -18,13 +18,16 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, NoReturn
 
 from fabric import Config, Connection
 from fabric.runners import Remote
 from paramiko import (
     AuthenticationException,
     BadHostKeyException,
+    PKey,
     RejectPolicy,
+    SSHClient,
     SSHConfig,
     SSHException,
 )
@@ -192,7 +195,7 @@ class SshPool:
 
     def _open(self, host: str, port: int, user: str) -> Connection:
         where = f"{user}@{address(host, port)}"
-        connect_kwargs = {
+        connect_kwargs: dict[str, Any] = {
             "allow_agent": False,
             "look_for_keys": self.key_file is None,
             "banner_timeout": self.connect_timeout,
@@ -243,7 +246,7 @@ class _RefuseUnknownHost(RejectPolicy):
     def __init__(self, known_hosts: Path):
         self.known_hosts = known_hosts
 
-    def missing_host_key(self, client, hostname, key):
+    def missing_host_key(self, client: SSHClient, hostname: str, key: PKey) -> NoReturn:
         raise SshError(
             f"host key of {hostname} ({_fingerprint(key)}) is not in {self.known_hosts}; "
             "refusing to connect to an unknown host (add its key to known_hosts to trust it)"

@@ -127,7 +127,9 @@ class CommandType:
                 return params
         return None
 
-    def _bind(self, tokens: list[str], index: int, bound: dict[str, str]) -> Iterator[dict]:
+    def _bind(
+        self, tokens: list[str], index: int, bound: dict[str, str]
+    ) -> Iterator[dict[str, str]]:
         if index == len(tokens):
             yield bound
             return
@@ -136,7 +138,7 @@ class CommandType:
 
     def _split(
         self, segments: tuple[Segment, ...], token: str, pos: int, bound: dict[str, str]
-    ) -> Iterator[dict]:
+    ) -> Iterator[dict[str, str]]:
         # Every way of reading `token[pos:]` as `segments`, each value checked as it is cut.
         if not segments:
             if pos == len(token):

@@ -45,7 +45,8 @@ def run_systemctl(args: Sequence[str]) -> str:
 
 def parse_show(text: str) -> list[dict[str, str]]:
     """Split ``systemctl show`` output into one property dict per unit (blank-line separated)."""
-    units, current = [], {}
+    units: list[dict[str, str]] = []
+    current: dict[str, str] = {}
     for line in text.splitlines():
         if not line.strip():
             if current:
