@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 RUN_STAMP := $(VENV)/.run-installed
 DEV_STAMP := $(VENV)/.dev-installed
 
-.PHONY: run test lint format clean
+.PHONY: run test typecheck test-fast lint format clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -24,13 +24,21 @@ run: $(RUN_STAMP)
 	$(PY) -m control.quickstart
 
 ## test: the whole suite (SQLite and PostgreSQL, real sshd/prometheus where installed)
-test: $(DEV_STAMP)
-	$(VENV)/bin/ruff check .
+test: lint typecheck
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+## test-fast: the unit and api lanes only (no sshd, PostgreSQL or other processes; < 1 min)
+test-fast: $(DEV_STAMP)
+	$(PY) -m pytest -m "unit or api" $(PYTEST_ARGS)
+
+## lint: ruff's checks and its formatting, unchanged
 lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+## typecheck: mypy on control/ and exporter_agent/ (strict on the domain wings)
+typecheck: $(DEV_STAMP)
+	$(VENV)/bin/mypy
 
 format: $(DEV_STAMP)
 	$(VENV)/bin/ruff check --fix .

@@ -18,6 +18,9 @@ client is visible rather than mistaken for a slow control.
         [--connections 64] [--threads 8] [--smoke]
 
 Exit status 1 when any request failed, a healthy agent went offline, or a silent one did not.
+
+Over 300 lines: a self-contained script (agent simulation, control process, report) that
+runs from a bare checkout; splitting it would only add imports between bench files.
 """
 
 from __future__ import annotations

@@ -12,6 +12,9 @@ load generator's own CPU share is printed beside every row).
 
     .venv/bin/python bench/heartbeat_ingest.py [--duration 10] [--connections 16] [--threads 8]
         [--databases sqlite,postgres] [--runs 2] [--client auto|wrk|python] [--smoke]
+
+Over 300 lines: a self-contained script (load generator, both servers, profiles, report)
+that runs from a bare checkout.
 """
 
 from __future__ import annotations

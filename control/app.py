@@ -11,6 +11,7 @@ from flask import Flask, g, request
 from control import api, context, db, migrations
 from control.config import Settings, load_settings
 from control.context import ControlContext
+from control.errors import NotFound
 from control.jsonprovider import OrjsonProvider
 from control.keys import KeyRing
 from control.metrics import ControlMetrics
@@ -70,6 +71,9 @@ def _install_request_hooks(app: Flask) -> None:
     @app.before_request
     def _start():
         g.started = time.perf_counter()
+        if "\x00" in request.path:
+            # No id holds a NUL, and PostgreSQL would refuse to even compare one.
+            raise NotFound("Not found")
         db.db.connect(reuse_if_open=True)
 
     @app.after_request

@@ -96,7 +96,7 @@ class FleetCollector:
         yield from self._cost_families()
 
     def _cost_families(self):
-        """Estimated power and cost per server with a TDP (see control/costs.py), and the price."""
+        """Estimated power and cost per server with a TDP (see fleet/costs.py), and the price."""
         price = GaugeMetricFamily(
             "homelab_electricity_price",
             "Electricity price per kWh used for cost estimates.",

@@ -12,7 +12,7 @@ from control.config import load_settings
 from tests.helpers import AuthHeaders
 from tests.postgres import PostgresCluster, require_binary
 
-pytest_plugins = ["tests.sshd"]
+pytest_plugins = ["tests.sshd", "tests.lanes"]
 
 OPERATOR_KEY = "test-operator-key"
 AGENT_KEY = "test-agent-key"
@@ -29,7 +29,7 @@ def postgres_cluster(tmp_path_factory):
     cluster.stop()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database_url(request, tmp_path):
     """A database URL: a fresh SQLite file, or the shared PostgreSQL database, emptied after."""
     if request.param == "sqlite":

@@ -16,6 +16,7 @@ from control.api.fields import (
     OneOf,
     Parameters,
     ServerId,
+    Text,
     UtcDateTime,
 )
 from control.api.paging import PageQuerySchema, page, page_schema
@@ -36,7 +37,7 @@ class ActionCreateSchema(ma.Schema):
 
     server_id = ServerId(required=True)
     action_type = ActionType(required=True)
-    service_name = ma.fields.String(validate=ma.validate.Length(max=255))
+    service_name = Text(255)
     parameters = Parameters()
     alert_id = ma.fields.Integer(
         strict=True, allow_none=True, validate=ma.validate.Range(1, BIGINT_MAX)
@@ -69,7 +70,7 @@ class ActionQuerySchema(ServerActionQuerySchema):
 class RejectSchema(ma.Schema):
     """Body of POST /actions/{id}/reject."""
 
-    reason = ma.fields.String(required=True, validate=ma.validate.Length(1, 1000))
+    reason = Text(1000, 1, required=True)
 
 
 class ActionSchema(ma.Schema):

@@ -9,7 +9,7 @@ from flask.views import MethodView
 from control import context
 from control.api.auth import authenticate, require
 from control.api.base import Blueprint
-from control.api.fields import BigInt, Float, Hostname, ServerId, UtcDateTime
+from control.api.fields import BigInt, Float, Hostname, ServerId, Text, UtcDateTime
 from control.fleet import heartbeats
 
 blp = Blueprint(
@@ -30,10 +30,10 @@ class Lenient(ma.Schema):
 class OsInfoSchema(Lenient):
     """Operating system facts the agent reports."""
 
-    distribution = ma.fields.String(allow_none=True, validate=ma.validate.Length(max=100))
-    version = ma.fields.String(allow_none=True, validate=ma.validate.Length(max=100))
-    kernel = ma.fields.String(allow_none=True, validate=ma.validate.Length(max=100))
-    architecture = ma.fields.String(allow_none=True, validate=ma.validate.Length(max=20))
+    distribution = Text(100, allow_none=True)
+    version = Text(100, allow_none=True)
+    kernel = Text(100, allow_none=True)
+    architecture = Text(20, allow_none=True)
 
 
 class MetricsSchema(Lenient):
@@ -62,7 +62,7 @@ class HeartbeatSchema(Lenient):
     timestamp = UtcDateTime(required=True)
     os_info = ma.fields.Nested(OsInfoSchema, allow_none=True)
     metrics = ma.fields.Nested(MetricsSchema, allow_none=True)
-    agent_version = ma.fields.String(allow_none=True, validate=ma.validate.Length(max=50))
+    agent_version = Text(50, allow_none=True)
     metrics_port = ma.fields.Integer(
         allow_none=True, strict=True, validate=ma.validate.Range(1, 65535)
     )

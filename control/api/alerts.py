@@ -119,7 +119,7 @@ class AlertSchema(ma.Schema):
     id = ma.fields.Integer()
     fingerprint = ma.fields.String()
     alertname = ma.fields.String()
-    status = ma.fields.String(metadata={"enum": list(list(AlertStatus))})
+    status = ma.fields.String(metadata={"enum": list(AlertStatus)})
     server_id = ma.fields.String(allow_none=True)
     labels = ma.fields.Function(lambda a: json.loads(a.labels), metadata={"type": "object"})
     annotations = ma.fields.Function(

@@ -9,7 +9,7 @@ from flask.views import MethodView
 
 from control.api.auth import require
 from control.api.base import Blueprint
-from control.api.fields import OneOf, ServerId, UtcDateTime
+from control.api.fields import OneOf, ServerId, Text, UtcDateTime
 from control.api.paging import PageQuerySchema, page, page_schema
 from control.remediation import audit
 from control.remediation.audit import AuditResult, AuditSource
@@ -28,7 +28,7 @@ class AuditQuerySchema(PageQuerySchema):
     server_id = ServerId()
     source = OneOf(AuditSource)
     result = OneOf(AuditResult)
-    actor = ma.fields.String(validate=ma.validate.Length(1, 200))
+    actor = Text(200, 1)
 
 
 class AuditEntrySchema(ma.Schema):

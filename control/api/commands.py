@@ -8,7 +8,13 @@ from flask.views import MethodView
 from control import context
 from control.api.auth import authenticate, require
 from control.api.base import Blueprint
-from control.api.fields import ACTION_TYPE_PATTERN, ActionType, Parameters
+from control.api.fields import (
+    ACTION_TYPE_PATTERN,
+    NO_NUL_PATTERN,
+    ActionType,
+    Parameters,
+    Text,
+)
 from control.remediation.execute import execute_command
 
 blp = Blueprint(
@@ -22,7 +28,7 @@ blp = Blueprint(
 class ExecuteSchema(ma.Schema):
     """Either `command` (a string equal to a whitelisted render) or `action_type` + params."""
 
-    command = ma.fields.String(validate=ma.validate.Length(1, 4096))
+    command = Text(4096, 1)
     action_type = ActionType()
     parameters = Parameters()
 
@@ -54,7 +60,12 @@ EXECUTE_BODY_DOC = {
                     {
                         "type": "object",
                         "properties": {
-                            "command": {"type": "string", "minLength": 1, "maxLength": 4096}
+                            "command": {
+                                "type": "string",
+                                "minLength": 1,
+                                "maxLength": 4096,
+                                "pattern": NO_NUL_PATTERN,
+                            }
                         },
                         "required": ["command"],
                         "additionalProperties": False,

@@ -6,6 +6,7 @@ import datetime as dt
 import enum
 import ipaddress
 import re
+from typing import Any
 
 import marshmallow as ma
 
@@ -116,6 +117,23 @@ def Float(low: float | None = 0, high: float | None = None, **kwargs) -> ma.fiel
     return ma.fields.Float(allow_nan=False, validate=ma.validate.Range(low, high), **kwargs)
 
 
+NO_NUL_PATTERN = r"^[^\x00]*$"
+
+
+def Text(max_length: int, min_length: int = 0, **kwargs: Any) -> ma.fields.String:
+    """Free text up to `max_length` characters without NUL (which PostgreSQL cannot store).
+
+    The NUL rule is a documented `pattern`, so clients know it before they are refused.
+    """
+    return ma.fields.String(
+        validate=[
+            ma.validate.Length(min_length, max_length),
+            fullmatch(NO_NUL_PATTERN, "NUL characters are not allowed."),
+        ],
+        **kwargs,
+    )
+
+
 def ActionType(**kwargs) -> ma.fields.String:
     """An action type name (whether it is whitelisted is checked separately: 403)."""
     return ma.fields.String(
@@ -125,6 +143,7 @@ def ActionType(**kwargs) -> ma.fields.String:
 
 def Parameters() -> ma.fields.Dict:
     """Action parameters: name → string value; which names a type takes is the whitelist's call."""
+    # Names and values are checked by the whitelist's anchored ASCII patterns (so no NUL).
     return ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.String(), load_default=dict)
 
 

@@ -18,6 +18,7 @@ from control.api.fields import (
     OneOf,
     ServerId,
     Tag,
+    Text,
     UtcDateTime,
     fullmatch,
 )
@@ -45,7 +46,7 @@ class ServerFields(ma.Schema):
     """The fields an operator may set on a server."""
 
     hostname = Hostname()
-    display_name = ma.fields.String(allow_none=True, validate=ma.validate.Length(max=255))
+    display_name = Text(255, allow_none=True)
     ip_address = IpAddress(allow_none=True)
     tdp_watts = ma.fields.Integer(
         allow_none=True, strict=True, validate=ma.validate.Range(0, 10000)

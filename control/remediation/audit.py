@@ -66,7 +66,8 @@ def record(
         argv=json.dumps(argv) if argv is not None else None,
         exit_code=exit_code,
         duration_ms=duration_ms,
-        detail=(detail or "")[:2000] or None,
+        # The detail may quote what a client sent; PostgreSQL refuses NUL in text.
+        detail=(detail or "").replace("\x00", "\ufffd")[:2000] or None,
     )
 
 

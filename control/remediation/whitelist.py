@@ -4,6 +4,9 @@ An action type is an argv template. Placeholders (`{service_name}`) fill a whole
 part of one (`"/var/log/{name}.log"`); each has one anchored ASCII pattern that a value must
 `re.fullmatch`. A rendered argv reaches the remote shell only through `to_shell`, which quotes
 every element, so a value is always exactly one argument and never shell syntax.
+
+Over 300 lines: parsing the commands file and matching commands share the placeholder and
+pattern types; split apart, each half would import the other's internals.
 """
 
 from __future__ import annotations

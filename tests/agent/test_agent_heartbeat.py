@@ -1,4 +1,8 @@
-"""Heartbeat payload, sending and retry policy against a small fake control (http.server)."""
+"""Heartbeat payload, sending and retry policy against a small fake control (http.server).
+
+Over 300 lines: one feature (the heartbeat loop) with its fake peer; split by concern it
+would scatter the fake control's fixtures over several files.
+"""
 
 from __future__ import annotations
 

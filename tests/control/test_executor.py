@@ -1,4 +1,8 @@
-"""The SSH executor against a real OpenSSH server on 127.0.0.1 (the `sshd` fixture)."""
+"""The SSH executor against a real OpenSSH server on 127.0.0.1 (the `sshd` fixture).
+
+Over 300 lines: every test shares the one real sshd and its key fixtures; the idle-pool tests
+sit beside the run tests because both exercise the same pooled connection.
+"""
 
 from __future__ import annotations
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 
-
 def assert_error(response, status: int, code: str) -> None:
     """The response is our error shape with this status and code."""
     assert response.status_code == status, response.get_data(as_text=True)
     assert response.json["code"] == code
+
 
 # path → (a filter with a value no such item can have, a valid filter)
 LISTS = {
@@ -84,7 +84,9 @@ def test_servers_filter_by_tag_exactly(client, auth):
     assert client.get("/api/v1/servers?tag=db", headers=auth.viewer).json["total"] == 0
     both = client.get("/api/v1/servers?tag=web&status=unknown", headers=auth.viewer).json
     assert [s["id"] for s in both["servers"]] == ["a"]
-    assert_error(client.get("/api/v1/servers?tag=Web!", headers=auth.viewer), 422, "VALIDATION_ERROR")
+    assert_error(
+        client.get("/api/v1/servers?tag=Web!", headers=auth.viewer), 422, "VALIDATION_ERROR"
+    )
 
 
 @pytest.mark.parametrize(
@@ -105,3 +107,35 @@ def test_a_body_that_is_not_a_json_object_is_422_never_a_silent_no_op(
 def test_an_empty_object_still_changes_nothing(client, auth, web1):
     response = client.put("/api/v1/servers/web-1", json={}, headers=auth.operator)
     assert response.status_code == 200 and response.json["hostname"] == "web-1"
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "body", "field"),
+    [
+        ("get", "/api/v1/audit?actor=a%00b", None, "actor"),
+        ("get", "/api/v1/actions?action_type=a%00", None, "action_type"),
+        ("post", "/api/v1/agents/heartbeat", {"server_id": "nul", "hostname": "nul",
+          "timestamp": "2026-01-01T00:00:00Z", "agent_version": "1\x00"}, "agent_version"),
+        ("put", "/api/v1/servers/web-1", {"display_name": "\x00"}, "display_name"),
+    ],
+)  # fmt: skip
+def test_a_nul_character_anywhere_is_422_on_both_databases(
+    client, auth, web1, method, url, body, field
+):
+    response = client.open(url, method=method.upper(), json=body, headers=auth.operator)
+    assert_error(response, 422, "VALIDATION_ERROR")
+    assert field in response.json["errors"]
+
+
+def test_a_nul_in_a_path_id_is_404(client, auth, web1):
+    assert_error(client.get("/api/v1/servers/web%001", headers=auth.viewer), 404, "NOT_FOUND")
+
+
+def test_a_nul_inside_alert_labels_is_kept_as_json_on_both_databases(client, auth):
+    """Labels are stored as JSON text, where a NUL is an escape (\\u0000), not a raw byte."""
+    alert = {"status": "firing", "labels": {"alertname": "X", "job": "a\x00b"},
+             "startsAt": "2026-01-01T00:00:00Z", "fingerprint": "ab"}  # fmt: skip
+    body = {"version": "4", "alerts": [alert]}
+    response = client.post("/api/v1/alerts/alertmanager", json=body, headers=auth.operator)
+    assert response.status_code == 200, response.json
+    assert response.json["alerts"][0]["labels"]["job"] == "a\x00b"

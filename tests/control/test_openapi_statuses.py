@@ -1,7 +1,7 @@
 """The OpenAPI document tells the truth about status codes, in both directions.
 
-Every error status (4xx/5xx) an operation documents is provoked here (or by the named test that needs a
-real sshd), and every status a provocation gets is documented for that operation. A new
+Every error status (4xx/5xx) an operation documents is provoked here (or by the named test
+that needs a real sshd), and every status a provocation gets is documented for that operation. A new
 operation fails `test_every_operation_is_provoked` until its provocations are written down.
 """
 
@@ -18,7 +18,10 @@ MALFORMED = "{not json"
 # (method, path template) → [(status, method, url, json body or MALFORMED)], made with a fleet
 # holding server web-1 (paused, SSH port closed) and its pending action 1.
 PROVOKED = {
-    ("get", "/api/v1/servers"): [(200, "/api/v1/servers", None), (422, "/api/v1/servers?x=1", None)],
+    ("get", "/api/v1/servers"): [
+        (200, "/api/v1/servers", None),
+        (422, "/api/v1/servers?x=1", None),
+    ],
     ("post", "/api/v1/servers"): [
         (201, "/api/v1/servers", {"id": "new", "hostname": "new"}),
         (400, "/api/v1/servers", MALFORMED),
@@ -51,7 +54,10 @@ PROVOKED = {
         (400, "/api/v1/agents/heartbeat", MALFORMED),
         (422, "/api/v1/agents/heartbeat", {"server_id": "beat"}),
     ],
-    ("get", "/api/v1/actions"): [(200, "/api/v1/actions", None), (422, "/api/v1/actions?limit=0", None)],
+    ("get", "/api/v1/actions"): [
+        (200, "/api/v1/actions", None),
+        (422, "/api/v1/actions?limit=0", None),
+    ],
     ("post", "/api/v1/actions"): [
         (201, "/api/v1/actions", {"server_id": "web-1", "action_type": "clear_logs"}),
         (400, "/api/v1/actions", MALFORMED),
@@ -78,10 +84,16 @@ PROVOKED = {
         (404, "/api/v1/servers/gone/actions", None),
         (422, "/api/v1/servers/web-1/actions?status=done", None),
     ],
-    ("get", "/api/v1/events"): [(200, "/api/v1/events", None), (422, "/api/v1/events?type=x", None)],
+    ("get", "/api/v1/events"): [
+        (200, "/api/v1/events", None),
+        (422, "/api/v1/events?type=x", None),
+    ],
     ("get", "/api/v1/audit"): [(200, "/api/v1/audit", None), (422, "/api/v1/audit?result=x", None)],
     ("get", "/api/v1/prometheus/targets"): [(200, "/api/v1/prometheus/targets", None)],
-    ("get", "/api/v1/alerts"): [(200, "/api/v1/alerts", None), (422, "/api/v1/alerts?status=x", None)],
+    ("get", "/api/v1/alerts"): [
+        (200, "/api/v1/alerts", None),
+        (422, "/api/v1/alerts?status=x", None),
+    ],
     ("get", "/api/v1/alerts/{alert_id}"): [(404, "/api/v1/alerts/1", None)],
     ("post", "/api/v1/alerts/alertmanager"): [
         (200, "/api/v1/alerts/alertmanager", {"version": "4", "alerts": []}),

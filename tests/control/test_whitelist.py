@@ -1,4 +1,8 @@
-"""The command whitelist: built-in types, the commands file, parameter validation, matching."""
+"""The command whitelist: built-in types, the commands file, parameter validation, matching.
+
+Over 300 lines: mostly tables of accepted and refused inputs (the injection corpus for the
+parser and matcher), which read best side by side.
+"""
 
 from __future__ import annotations
 

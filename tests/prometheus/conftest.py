@@ -70,7 +70,7 @@ def live_stack(prometheus_bin, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("prometheus")
     agent = FakeControl(metrics_fixture="agent.prom").start()
     control = FakeControl(viewer_key="live-viewer-key").start()
-    control.fleet.targets = [{"targets": [agent.address], "labels": AGENT_LABELS}]
+    control.targets = [{"targets": [agent.address], "labels": AGENT_LABELS}]
     config = prometheus_config(
         tmp, control=control.address, viewer_key=control.viewer_key, interval="1s"
     )

@@ -37,6 +37,9 @@ def beat(server_id: str = "box", cpu: float = 1.0) -> dict:
     }
 
 
+# SQLite only, on purpose: each fault below is SQLite's own (PRAGMA query_only, PRAGMA
+# max_page_count, the database file removed from disk), so it is built here rather than taken
+# from the parametrized `app`. PostgreSQL's fault is the restart test at the end.
 @pytest.fixture
 def sqlite_app(tmp_path):
     from control.app import create_app

@@ -4,7 +4,8 @@ Every check schemathesis has (server errors, status codes, content types, respon
 headers, negative-data rejection, positive-data acceptance, ignored auth, ...) on every
 documented operation, with data that fits the schema and data that does not, sent with an
 operator key. The seed and the example count are fixed so a CI failure reproduces locally.
-SQLite only: the suite's own API tests already run every operation on PostgreSQL too.
+Runs on SQLite and on PostgreSQL (the `database_url` fixture): generated data hits each
+database's own limits (integer ranges, string lengths, NUL bytes) differently.
 
 Driven through Hypothesis directly rather than schemathesis' pytest plugin, whose fixture
 loader reads a pytest-internal attribute that pytest 9 removed.
@@ -29,7 +30,7 @@ ALL_CHECKS = list(CHECKS.get_all())
 
 
 @pytest.fixture
-def api_schema(tmp_path):
+def api_schema(tmp_path, database_url):
     """The app's own OpenAPI document, bound to that app (requests go through WSGI)."""
     from control.app import create_app
     from control.db import db
@@ -37,7 +38,7 @@ def api_schema(tmp_path):
     settings = load_settings(
         environ={},
         data_dir=str(tmp_path),
-        database_url=f"sqlite:///{tmp_path / 'homelab.db'}",
+        database_url=database_url,
         operator_key=OPERATOR_KEY,
         agent_key="schemathesis-agent-key",
         viewer_key="schemathesis-viewer-key",

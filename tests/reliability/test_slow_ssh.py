@@ -5,7 +5,8 @@ forwarding at a chosen point of the SSH conversation: before the banner (a host 
 connections and then hangs), after the command started (a host that freezes while a command
 runs), or right after the exec request (a host that freezes before confirming the command).
 Every request runs under a generous deadline that only detects a hang; nothing here measures
-speed.
+speed. Runs on SQLite and PostgreSQL (the `database_url` fixture): the audit rows are written
+around a request that hangs in SSH, which each database must survive.
 """
 
 from __future__ import annotations
@@ -148,12 +149,6 @@ class StallingProxy:
         for sock in sockets + self._held:
             with contextlib.suppress(OSError):
                 sock.close()
-
-
-@pytest.fixture
-def database_url(tmp_path):
-    """SQLite only: the behaviour under test is the SSH client's, not the database's."""
-    return f"sqlite:///{tmp_path / 'homelab.db'}"
 
 
 @pytest.fixture
