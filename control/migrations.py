@@ -80,12 +80,22 @@ def _v4_actions_outlive_servers(migrator: SchemaMigrator) -> None:
     db.execute_sql(OPEN_ACTION_INDEX)
 
 
+def _v5_enrollment(migrator: SchemaMigrator) -> None:
+    """Version 5: who issued each key (enrollment), and room for a DNS name as ip_address."""
+    run_operations(
+        migrator.add_column("api_key", "issued_by", pw.CharField(max_length=100, null=True))
+    )
+    if not is_sqlite():  # SQLite does not enforce VARCHAR lengths
+        db.execute_sql('ALTER TABLE "server" ALTER COLUMN "ip_address" TYPE VARCHAR(255)')
+
+
 # Each step takes a SchemaMigrator; step N brings version N-1 to version N.
 # Version 1 is the initial schema (servers, samples, events, keys, scheduler rows).
 MIGRATIONS: list[Callable[[SchemaMigrator], None]] = [
     _v2_remediation,
     _v3_alerts,
     _v4_actions_outlive_servers,
+    _v5_enrollment,
 ]
 LATEST_VERSION = 1 + len(MIGRATIONS)
 MIGRATION_LOCK_ID = 0x484F4D45  # arbitrary, constant: "HOME"

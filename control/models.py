@@ -41,7 +41,7 @@ class Server(BaseModel):
     id = pw.CharField(primary_key=True, max_length=100)
     hostname = pw.CharField(max_length=255)
     display_name = pw.CharField(max_length=255, null=True)
-    ip_address = pw.CharField(max_length=45, null=True)
+    ip_address = pw.CharField(max_length=255, null=True)  # an IP or a DNS name, operator-set
     status = pw.CharField(max_length=16, default=ServerStatus.UNKNOWN, index=True)
     tdp_watts = pw.IntegerField(null=True)
     ssh_port = pw.IntegerField(default=22)
@@ -151,6 +151,9 @@ class ApiKey(BaseModel):
     server_id = pw.CharField(max_length=100, null=True)  # agent keys may be bound to one server
     created_at = pw.DateTimeField(default=utcnow)
     revoked_at = pw.DateTimeField(null=True)
+    # Who issued it: a key name for keys minted at enrollment (the enroll rate counts these),
+    # "cli" for `homelab-control keys create`.
+    issued_by = pw.CharField(max_length=100, null=True)
 
 
 class ActionStatus(enum.StrEnum):

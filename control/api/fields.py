@@ -45,26 +45,42 @@ def fullmatch(pattern: str, error: str) -> FullMatch:
     return FullMatch(pattern, error)
 
 
-def validate_ip(value: str) -> None:
-    """Accept an IPv4 or IPv6 address and nothing else."""
+# A DNS name: dot-separated labels of letters, digits and inner '-', 253 characters at most.
+DNS_NAME_PATTERN = (
+    r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+_DNS_NAME = re.compile(DNS_NAME_PATTERN, re.ASCII)
+_DOTTED_NUMBERS = re.compile(r"[0-9.]+", re.ASCII)
+
+
+def validate_host_address(value: str) -> None:
+    """Accept an IPv4 or IPv6 address or a DNS name; nothing that could be read as an option."""
     try:
         ipaddress.ip_address(value)
+        return
     except ValueError:
-        raise ma.ValidationError("Not a valid IPv4 or IPv6 address.") from None
+        pass
+    # "10.0.0.300" is a typo of an address, not a name to look up.
+    if _DOTTED_NUMBERS.fullmatch(value) or not _DNS_NAME.fullmatch(value):
+        raise ma.ValidationError("Not an IPv4 or IPv6 address or a DNS name.")
 
 
-def IpAddress(**kwargs) -> ma.fields.String:
-    """An IPv4 or IPv6 address, documented as such (OpenAPI `anyOf` ipv4 / ipv6 formats)."""
+def HostAddress(**kwargs: Any) -> ma.fields.String:
+    """Where to reach a server: an IP address or a DNS name (OpenAPI `anyOf` of the three)."""
     nullable = {"nullable": True} if kwargs.get("allow_none") else {}
     metadata = {
         "anyOf": [
             {"type": "string", "format": "ipv4", **nullable},
             {"type": "string", "format": "ipv6", **nullable},
+            {"type": "string", "pattern": DNS_NAME_PATTERN, "maxLength": 253, **nullable},
         ],
         **kwargs.pop("metadata", {}),
     }
     return ma.fields.String(
-        validate=[ma.validate.Length(max=45), validate_ip], metadata=metadata, **kwargs
+        validate=[ma.validate.Length(max=253), validate_host_address],
+        metadata=metadata,
+        **kwargs,
     )
 
 

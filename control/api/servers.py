@@ -13,8 +13,8 @@ from control.api.auth import authenticate, require
 from control.api.base import Blueprint
 from control.api.fields import (
     SSH_USER_PATTERN,
+    HostAddress,
     Hostname,
-    IpAddress,
     OneOf,
     ServerId,
     Tag,
@@ -47,7 +47,7 @@ class ServerFields(ma.Schema):
 
     hostname = Hostname()
     display_name = Text(255, allow_none=True)
-    ip_address = IpAddress(allow_none=True)
+    ip_address = HostAddress(allow_none=True)
     tdp_watts = ma.fields.Integer(
         allow_none=True, strict=True, validate=ma.validate.Range(0, 10000)
     )

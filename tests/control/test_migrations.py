@@ -53,10 +53,17 @@ def test_version_1_database_gains_the_remediation_schema(app):
     assert "action_one_open" in indexes
 
 
+def _drop_version_5_schema() -> None:
+    """Take a current database back to the version-4 shape: keys without `issued_by`."""
+    db.execute_sql("ALTER TABLE api_key DROP COLUMN issued_by")
+    SchemaVersion.update(version=4).execute()
+
+
 def _drop_version_3_schema() -> None:
     """Take a current database back to the version-2 shape: no server tags, no alert table."""
     from control.models import Alert
 
+    _drop_version_5_schema()
     db.drop_tables([Alert])
     db.execute_sql("ALTER TABLE server DROP COLUMN tags")
     SchemaVersion.update(version=2).execute()
@@ -70,7 +77,7 @@ def test_version_2_database_gains_tags_and_the_alert_table(app):
     _drop_version_3_schema()
     assert "tags" not in {column.name for column in db.get_columns("server")}
 
-    assert migrations.migrate() == migrations.LATEST_VERSION == 4
+    assert migrations.migrate() == migrations.LATEST_VERSION == 5
     assert "tags" in {column.name for column in db.get_columns("server")}
     old = Server.get_by_id("old")
     assert (old.tags, old.is_paused) == (None, True)
@@ -86,6 +93,7 @@ def _restore_version_3_action_table() -> None:
     from control.db import is_sqlite
     from control.models import Action
 
+    _drop_version_5_schema()
     if is_sqlite():
         create = Action._schema._create_table(safe=False).query()[0]
         create = create.replace(" AUTOINCREMENT", "").replace(
@@ -130,3 +138,16 @@ def test_version_3_actions_outlive_their_server_and_never_reuse_an_id(app):
         server_id="new", action_type="clear_logs", command="journalctl", created_by="me"
     )
     assert again.id > newest.id
+
+
+def test_version_4_keys_gain_issued_by_and_servers_room_for_a_dns_name(app):
+    from control.keys import create_key
+    from control.models import ApiKey
+
+    _, old = create_key("agent", name="old-agent")
+    _drop_version_5_schema()
+    assert migrations.migrate() == migrations.LATEST_VERSION
+    assert ApiKey.get_by_id(old.id).issued_by is None
+    name = "box-" + "a" * 60 + "." + "b" * 60 + ".lan"  # longer than the old 45 characters
+    Server.create(id="named", hostname="named", ip_address=name)
+    assert Server.get_by_id("named").ip_address == name

@@ -140,6 +140,12 @@ def test_delete_keeps_an_event_saying_so(client, auth):
     assert [e["type"] for e in events] == ["server_deleted", "server_registered"]
 
 
+@pytest.mark.parametrize("address", ["nas.lan", "nas", "192.168.1.10", "2001:db8::1", "a" * 63])
+def test_ip_address_may_be_an_address_or_a_dns_name(client, auth, address):
+    server = register(client, auth, ip_address=address)
+    assert server["ip_address"] == address
+
+
 @pytest.mark.parametrize(
     ("field", "value"),
     [
@@ -154,7 +160,11 @@ def test_delete_keeps_an_event_saying_so(client, auth):
         ("hostname", "h" * 256),
         ("hostname", "bad host; rm -rf /"),
         ("display_name", "d" * 256),
-        ("ip_address", "not-an-ip"),
+        ("ip_address", "not an address"),
+        ("ip_address", "-oProxyCommand=touch-x"),
+        ("ip_address", "nas..lan"),
+        ("ip_address", "10.0.0.300"),
+        ("ip_address", "a" * 254),
         ("ip_address", "1" * 46),
         ("tdp_watts", -1),
         ("tdp_watts", 10001),
