@@ -39,6 +39,8 @@ class Settings:
     ssh_idle: int = 300  # seconds before an unused SSH connection is closed
     dispatch_workers: int = 4
     rate_limit: int = 10
+    enrollment: bool = True  # unbound agent keys may enroll servers (see control/fleet/enrollment)
+    enroll_rate: int = 60  # servers one unbound key may enroll per hour
     electricity_price: float = 0.30
     currency: str = "EUR"
     max_content_length: int = 1024 * 1024
@@ -68,6 +70,7 @@ _POSITIVE = {
     "command_timeout",
     "ssh_connect_timeout",
     "ssh_idle",
+    "enroll_rate",
     "dispatch_workers",
     "rate_limit",
     "max_content_length",

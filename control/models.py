@@ -151,8 +151,8 @@ class ApiKey(BaseModel):
     server_id = pw.CharField(max_length=100, null=True)  # agent keys may be bound to one server
     created_at = pw.DateTimeField(default=utcnow)
     revoked_at = pw.DateTimeField(null=True)
-    # Who issued it: a key name for keys minted at enrollment (the enroll rate counts these),
-    # "cli" for `homelab-control keys create`.
+    # For a key minted at enrollment: the name of the unbound key that enrolled the server
+    # (the enroll rate counts these). NULL for keys made with `homelab-control keys create`.
     issued_by = pw.CharField(max_length=100, null=True)
 
 

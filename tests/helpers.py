@@ -71,3 +71,25 @@ class AuthHeaders:
     @staticmethod
     def bearer(key: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {key}"}
+
+
+HEARTBEAT_URL = "/api/v1/agents/heartbeat"
+
+
+def send_heartbeat(client, auth: AuthHeaders, body: dict, headers: dict | None = None, **options):
+    """POST a heartbeat as a real agent does: with the shared agent key until the server is
+    enrolled, then with the key bound to it that the enrolling answer carried.
+
+    The keys are remembered on the test client, so each test starts unenrolled. Explicit
+    `headers` are sent as given (and nothing is remembered).
+    """
+    if headers is not None:
+        return client.post(HEARTBEAT_URL, json=body, headers=headers, **options)
+    enrolled = client.__dict__.setdefault("enrolled_agent_keys", {})
+    server_id = body.get("server_id") if isinstance(body, dict) else None
+    key = enrolled.get(server_id, auth.agent_key)
+    response = client.post(HEARTBEAT_URL, json=body, headers={"X-API-Key": key}, **options)
+    minted = (response.get_json(silent=True) or {}).get("agent_key")
+    if response.status_code == 200 and minted:
+        enrolled[server_id] = minted
+    return response

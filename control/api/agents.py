@@ -10,7 +10,8 @@ from control import context
 from control.api.auth import authenticate, require
 from control.api.base import Blueprint
 from control.api.fields import BigInt, Float, Hostname, ServerId, Text, UtcDateTime
-from control.fleet import heartbeats
+from control.fleet import enrollment
+from control.fleet.enrollment import EnrollmentPolicy
 
 blp = Blueprint(
     "agents",
@@ -74,6 +75,12 @@ class HeartbeatResponseSchema(ma.Schema):
     status = ma.fields.String(metadata={"example": "ok"})
     server_registered = ma.fields.Boolean()
     pending_commands = ma.fields.List(ma.fields.Dict())
+    agent_key = ma.fields.String(
+        metadata={
+            "description": "Only when this heartbeat enrolled the server: a key bound to it, "
+            "shown this once. Keep it (mode 600) and send it from now on."
+        }
+    )
 
 
 @blp.route("/heartbeat")
@@ -85,12 +92,16 @@ class Heartbeat(MethodView):
     # deep copies of every field) for each request, a third of a heartbeat's CPU time.
     @blp.arguments(HeartbeatSchema())
     @blp.response(200, HeartbeatResponseSchema)
+    @blp.alt_response(429, response="TOO_MANY_REQUESTS", description="enrollment rate limit")
     def post(self, beat):
         """Record a heartbeat: registers the server if new and marks it online"""
-        registered = heartbeats.accept_heartbeat(
-            beat,
-            bound_server_id=authenticate().server_id,
-            remote_address=request.remote_addr,
+        ctx = context.current()
+        policy = EnrollmentPolicy(ctx.settings.enrollment, ctx.settings.enroll_rate)
+        accepted = enrollment.accept_heartbeat(
+            beat, authenticate(), policy, remote_address=request.remote_addr
         )
-        context.current().metrics.heartbeats.inc()
-        return {"status": "ok", "server_registered": registered, "pending_commands": []}
+        ctx.metrics.heartbeats.inc()
+        answer = {"status": "ok", "server_registered": accepted.registered, "pending_commands": []}
+        if accepted.agent_key:
+            answer["agent_key"] = accepted.agent_key
+        return answer

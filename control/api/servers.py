@@ -23,7 +23,7 @@ from control.api.fields import (
     fullmatch,
 )
 from control.api.paging import WholeListQuerySchema, page, page_schema
-from control.fleet import maintenance, servers, targets
+from control.fleet import enrollment, maintenance, servers, targets
 from control.models import METRIC_FIELDS, ServerStatus
 
 MAX_TAGS = 16
@@ -269,3 +269,23 @@ class UnpauseServer(MethodView):
     def put(self, server_id):
         """Unpause a server: new actions are auto-approved again"""
         return maintenance.set_paused(server_id, False, authenticate().name)
+
+
+class EnrollmentResetSchema(ma.Schema):
+    """What resetting a server's enrollment did."""
+
+    server_id = ma.fields.String()
+    revoked_keys = ma.fields.Integer(metadata={"description": "bound agent keys revoked"})
+
+
+@blp.route("/<string:server_id>/enrollment/reset")
+class ResetEnrollment(MethodView):
+    """A server's agent identity."""
+
+    @require("write")
+    @blp.response(200, EnrollmentResetSchema)
+    @blp.alt_response(404, response="NOT_FOUND")
+    def post(self, server_id):
+        """Revoke the server's bound agent keys so its agent can enroll again (audited)"""
+        revoked = enrollment.reset_enrollment(server_id, authenticate().name)
+        return {"server_id": server_id, "revoked_keys": revoked}

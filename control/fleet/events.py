@@ -19,6 +19,8 @@ class EventType(enum.StrEnum):
     SERVER_REGISTERED = "server_registered"
     SERVER_UPDATED = "server_updated"
     SERVER_DELETED = "server_deleted"
+    SERVER_ENROLLED = "server_enrolled"
+    ENROLLMENT_RESET = "enrollment_reset"
     STATUS_CHANGED = "status_changed"
     SERVER_PAUSED = "server_paused"
     SERVER_UNPAUSED = "server_unpaused"

@@ -14,7 +14,6 @@ from typing import Any
 import peewee as pw
 
 from control.db import db, is_sqlite, write_transaction
-from control.errors import Forbidden
 from control.fleet import events
 from control.fleet.events import EventType
 from control.models import METRIC_FIELDS, MetricsSample, Server, ServerStatus, utcnow
@@ -112,19 +111,6 @@ def _sql_for_bound_database() -> _HeartbeatSql:
     database = db.obj
     # SQLite needs no row lock: write_transaction() holds the database's only write lock.
     return _heartbeat_sql(database.param, database.quote, not is_sqlite())
-
-
-def accept_heartbeat(
-    beat: dict[str, Any], *, bound_server_id: str | None, remote_address: str | None
-) -> bool:
-    """Store a heartbeat from a caller whose key may be bound to one server.
-
-    Forbidden (and nothing stored) when the key is bound to another server than the one the
-    heartbeat speaks for; returns True when the heartbeat registered the server.
-    """
-    if bound_server_id and bound_server_id != beat["server_id"]:
-        raise Forbidden(f"This agent key may only report for server '{bound_server_id}'")
-    return ingest_heartbeat(beat, remote_address=remote_address)
 
 
 def ingest_heartbeat(

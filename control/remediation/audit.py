@@ -17,6 +17,7 @@ class AuditSource(enum.StrEnum):
 
     ACTION = "action"  # the dispatcher running a queued action
     EXECUTE = "execute"  # the synchronous execute endpoint
+    ENROLLMENT = "enrollment"  # an operator reset a server's enrollment (control.fleet.enrollment)
 
 
 class AuditResult(enum.StrEnum):

@@ -20,8 +20,12 @@ Observer = Callable[[str, str, float], None]  # (action_type, source, seconds)
 
 
 def ssh_target(server: Server, default_user: str) -> tuple[str, int, str]:
-    """Where to reach a server: its configured IP, else where its heartbeats come from."""
-    host = server.ip_address or server.last_seen_address or server.hostname
+    """Where to reach a server: the address the operator set, else its host name.
+
+    Never the address its heartbeats happen to come from: a box that could speak for another
+    would otherwise choose where that box's commands (and SSH credentials) go.
+    """
+    host = server.ip_address or server.hostname
     return host, server.ssh_port or 22, server.ssh_user or default_user
 
 

@@ -9,6 +9,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from control.fleet.costs import estimate_watts
+from tests.helpers import send_heartbeat
 
 
 @pytest.fixture
@@ -28,7 +29,7 @@ def server(client, auth, server_id, tdp=None, cpu=None):
             "timestamp": "2026-01-01T00:00:00Z",
             "metrics": {"cpu_percent": cpu},
         }
-        response = client.post("/api/v1/agents/heartbeat", json=beat, headers=auth.agent)
+        response = send_heartbeat(client, auth, beat)
         assert response.status_code == 200
 
 
@@ -92,7 +93,7 @@ def test_newest_sample_decides(client, auth):
         "timestamp": "2026-01-01T00:01:00Z",
         "metrics": {"cpu_percent": 0},
     }
-    client.post("/api/v1/agents/heartbeat", json=server_beat, headers=auth.agent)
+    assert send_heartbeat(client, auth, server_beat).status_code == 200
     body = client.get("/api/v1/costs", headers=auth.viewer).json
     assert body["servers"][0]["estimated_watts"] == 40.0
 

@@ -9,6 +9,7 @@ import pytest
 from control.fleet import heartbeats, offline
 from control.keys import create_key
 from control.models import MetricsSample, Server, utcnow
+from tests.helpers import send_heartbeat
 
 URL = "/api/v1/agents/heartbeat"
 
@@ -45,7 +46,7 @@ def beat(server_id="pi-1", **extra):
 
 
 def post(client, auth, body, headers=None):
-    return client.post(URL, json=body, headers=headers or auth.agent)
+    return send_heartbeat(client, auth, body, headers)
 
 
 def test_heartbeat_stores_metrics(client, auth):
@@ -69,12 +70,15 @@ def test_heartbeat_sets_status_online_and_last_seen(client, auth):
 
 def test_heartbeat_auto_registers_unknown_server(client, auth):
     response = post(client, auth, beat("new-box"))
-    assert response.json == {"status": "ok", "server_registered": True, "pending_commands": []}
+    answer = dict(response.json)
+    assert answer.pop("agent_key").startswith("hlc_")  # the shared key enrolled it
+    assert answer == {"status": "ok", "server_registered": True, "pending_commands": []}
     server = client.get("/api/v1/servers/new-box", headers=auth.viewer).json
     assert server["hostname"] == "new-box.lan"
     assert server["status"] == "online"
     second = post(client, auth, beat("new-box"))
     assert second.json["server_registered"] is False
+    assert "agent_key" not in second.json
 
 
 def test_heartbeat_updates_os_info(client, auth):
@@ -196,7 +200,7 @@ def test_heartbeat_brings_offline_server_back_online_with_event(client, auth):
         e["type"]
         for e in client.get("/api/v1/events?server_id=pi-1", headers=auth.viewer).json["events"]
     ]
-    assert types == ["status_changed", "status_changed", "server_registered"]
+    assert types == ["status_changed", "status_changed", "server_enrolled", "server_registered"]
 
 
 def test_agent_key_bound_to_a_server_cannot_report_for_another(client, auth):

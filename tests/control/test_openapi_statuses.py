@@ -41,6 +41,10 @@ PROVOKED = {
         (404, "/api/v1/servers/gone/pause", None),
     ],
     ("put", SERVER + "/unpause"): [(404, "/api/v1/servers/gone/unpause", None)],
+    ("post", SERVER + "/enrollment/reset"): [
+        (200, "/api/v1/servers/web-1/enrollment/reset", None),
+        (404, "/api/v1/servers/gone/enrollment/reset", None),
+    ],
     ("post", SERVER + "/commands/execute"): [
         (400, "/api/v1/servers/web-1/commands/execute", {"command": "rm -rf /"}),
         (422, "/api/v1/servers/web-1/commands/execute", {}),
@@ -105,6 +109,7 @@ PROVOKED = {
 
 # Statuses only a real sshd can produce, proven by the named tests.
 PROVOKED_ELSEWHERE = {
+    ("post", "/api/v1/agents/heartbeat", 429): "tests/control/test_enrollment.py (agent keys)",
     ("post", SERVER + "/commands/execute", 408): "tests/reliability/test_slow_ssh.py",
 }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from control.models import MetricsSample
+from tests.helpers import send_heartbeat
 
 BASE = "/api/v1/servers"
 
@@ -23,7 +24,7 @@ def heartbeat(client, auth, server_id="web-1", **extra):
         "timestamp": "2026-01-18T10:30:00Z",
         **extra,
     }
-    response = client.post("/api/v1/agents/heartbeat", json=body, headers=auth.agent)
+    response = send_heartbeat(client, auth, body)
     assert response.status_code == 200, response.json
     return response.json
 
