@@ -18,6 +18,7 @@ from exporter_agent.exporter import AgentCollector, build_registry
 from exporter_agent.heartbeat import Backoff, HeartbeatLoop, HttpSender, build_payload
 from exporter_agent.heartbeat_metrics import Summary, default_server_id, os_info
 from exporter_agent.heartbeat_state import HeartbeatState
+from exporter_agent.identity import Identity
 from exporter_agent.server import BasicAuth, make_app, serve, tls_context
 from exporter_agent.version import agent_version
 
@@ -32,8 +33,9 @@ def _heartbeat_loop(settings: Settings, state: HeartbeatState, version: str) -> 
     if settings.control_url and settings.control_url.startswith("https:"):
         context = ssl.create_default_context(cafile=settings.control_ca_file)
     # Called only with a control_url, and load_settings refuses a control_url without a key.
-    sender = HttpSender(cast(str, settings.control_url), cast(str, settings.api_key),
-                        f"homelab-agent/{version}", context=context)  # fmt: skip
+    identity = Identity(cast(str, settings.api_key), settings.state_dir)
+    sender = HttpSender(cast(str, settings.control_url), identity, f"homelab-agent/{version}",
+                        context=context)  # fmt: skip
     # In a container with the host's /proc mounted elsewhere, psutil must read that one.
     psutil.PROCFS_PATH = settings.collector_options.procfs
     summary = Summary(psutil, disk_path=settings.collector_options.rootfs)
@@ -52,8 +54,9 @@ def _heartbeat_loop(settings: Settings, state: HeartbeatState, version: str) -> 
             metrics_port=settings.listen_port,
         )
 
-    log.info("heartbeating to %s as server_id=%s every %ss", sender.url, server_id,
-             settings.interval)  # fmt: skip
+    log.info("heartbeating to %s as server_id=%s every %ss (%s)", sender.url, server_id,
+             settings.interval, "enrolled key" if identity.enrolled
+             else "configured key until control enrolls this server")  # fmt: skip
     return HeartbeatLoop(sender, payload, settings.interval, Backoff(cap=settings.backoff_cap),
                          state)  # fmt: skip
 

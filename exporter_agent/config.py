@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import NoReturn
 
 from exporter_agent.collectors import COLLECTORS, CollectorOptions, collector_options
+from exporter_agent.identity import default_state_dir
 from exporter_agent.options import (
     Option,
     SettingsError,
@@ -38,6 +39,10 @@ AGENT_OPTIONS = (
            "visible in ps)", metavar="KEY"),
     Option("api_key_file", "--api-key-file", "HOMELAB_API_KEY_FILE", None,
            "file holding the API key", metavar="PATH"),
+    Option("state_dir", "--state-dir", "HOMELAB_STATE_DIR", None,
+           "directory for the key control binds to this server at enrollment (mode 600); "
+           "default: $STATE_DIRECTORY (systemd), else ~/.local/state/homelab-agent",
+           metavar="DIR"),
     Option("server_id", "--server-id", "HOMELAB_SERVER_ID", None,
            "server id in control, [a-z0-9-]{1,100}; default: the hostname, lowercased, "
            "other characters turned into '-'", metavar="ID"),
@@ -89,6 +94,7 @@ class Settings:
     control_url: str | None
     api_key: str | None = field(repr=False)
     server_id: str | None
+    state_dir: str
     listen_address: str
     listen_port: int
     interval: float
@@ -205,6 +211,7 @@ def load_settings(
         control_url=control_url,
         api_key=api_key,
         server_id=v["server_id"],
+        state_dir=v["state_dir"] or default_state_dir(env),
         listen_address=v["listen_address"],
         listen_port=v["listen_port"],
         interval=v["interval"],

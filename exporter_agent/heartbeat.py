@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from http.client import HTTPException
 
 from exporter_agent.heartbeat_state import HeartbeatState
+from exporter_agent.identity import Identity
 
 log = logging.getLogger(__name__)
 
@@ -108,25 +109,54 @@ def classify(status: int, body: dict | None, retry_after: str | None = None) -> 
     return Result(Outcome.REJECTED, status, detail, body)
 
 
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """Never follow a redirect: urllib would resend the key (as a GET) to any Location."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None  # urllib then raises HTTPError with the 3xx
+
+
 class HttpSender:
-    """POSTs heartbeats to ``{control_url}/api/v1/agents/heartbeat`` with the agent key."""
+    """POSTs heartbeats to ``{control_url}/api/v1/agents/heartbeat`` with the agent's key.
+
+    The key comes from ``identity`` (see identity.py): the configured key until control enrolls
+    the server and answers with a bound ``agent_key``, which is kept and sent from then on.
+    """
 
     def __init__(
         self,
         control_url: str,
-        api_key: str,
+        api_key: "str | Identity",
         user_agent: str,
         timeout: float = REQUEST_TIMEOUT_SECONDS,
         context: ssl.SSLContext | None = None,
     ) -> None:
         self.url = control_url.rstrip("/") + HEARTBEAT_PATH
-        self._api_key = api_key
+        self.identity = api_key if isinstance(api_key, Identity) else Identity(api_key, None)
         self._user_agent = user_agent
         self._timeout = timeout
-        self._context = context
+        self._opener = urllib.request.build_opener(
+            urllib.request.HTTPSHandler(context=context), _RefuseRedirects()
+        )
 
     def __call__(self, payload: dict) -> Result:
         """Send one heartbeat and classify the answer; never raises for network trouble."""
+        enrolled = self.identity.enrolled
+        result = self._post(payload, self.identity.key)
+        if result.outcome is Outcome.OK and isinstance(result.body, dict):
+            minted = result.body.pop("agent_key", None)
+            if isinstance(minted, str) and minted:
+                self.identity.enroll(minted)
+        elif result.status == 401 and enrolled:
+            log.warning(
+                "control no longer accepts this server's enrolled key (its enrollment was "
+                "reset?); enrolling again with the configured key"
+            )
+            self.identity.forget()
+            result = self(payload)
+        return result
+
+    def _post(self, payload: dict, key: str) -> Result:
         request = urllib.request.Request(  # noqa: S310 - http(s) only, checked in config
             self.url,
             data=json.dumps(payload).encode(),
@@ -134,21 +164,32 @@ class HttpSender:
             headers={
                 "Content-Type": "application/json",
                 "Accept": "application/json",
-                "X-API-Key": self._api_key,
+                "X-API-Key": key,
                 "User-Agent": self._user_agent,
             },
         )
         try:
-            with urllib.request.urlopen(  # noqa: S310 - scheme checked at start-up
-                request, timeout=self._timeout, context=self._context
-            ) as response:
+            with self._opener.open(request, timeout=self._timeout) as response:
                 return classify(response.status, _json(response.read()))
         except urllib.error.HTTPError as exc:
             with exc:
+                if 300 <= exc.code < 400:
+                    return _redirected(exc.code, exc.headers.get("Location"))
                 return classify(exc.code, _json(exc.read()), exc.headers.get("Retry-After"))
         except (OSError, HTTPException) as exc:
             reason = getattr(exc, "reason", None) or exc
             return Result(Outcome.UNAVAILABLE, None, f"cannot reach control: {reason}")
+
+
+def _redirected(status: int, location: str | None) -> Result:
+    """A 3xx: a failed heartbeat, never followed (the key would go wherever it points)."""
+    where = f" to {location}" if location else ""
+    return Result(
+        Outcome.REJECTED,
+        status,
+        f"control redirected the heartbeat{where}; not following it with the key: "
+        "set --control-url to the address control really serves",
+    )
 
 
 def _json(raw: bytes) -> dict | None:

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -134,6 +135,8 @@ def agent_env(**extra: str) -> dict[str, str]:
     """Environment for an agent subprocess: no HOMELAB_* leaking in from the developer's shell."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOMELAB_")}
     env["PYTHONPATH"] = str(REPO)
+    # A fresh state dir per agent: an enrolled key never leaks between tests or from $HOME.
+    env["HOMELAB_STATE_DIR"] = tempfile.mkdtemp(prefix="homelab-agent-state-")
     env.update(extra)
     return env
 

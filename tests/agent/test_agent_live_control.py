@@ -6,6 +6,7 @@ import json
 import secrets
 import subprocess
 import sys
+import urllib.request
 
 import pytest
 
@@ -97,3 +98,50 @@ def test_key_bound_to_another_server_is_refused_with_403(start_agent, control, k
     wait_until(lambda: "HTTP 403" in agent.log())
     assert "bound to another server" in agent.log()
     assert server(control, keys)[0] == 404
+
+
+def test_agent_enrolls_keeps_its_key_and_an_impostor_is_refused(
+    start_agent, control, keys, tmp_path
+):
+    state = tmp_path / "agent-state"
+    env = agent_env(HOMELAB_API_KEY=keys["agent"], HOMELAB_STATE_DIR=str(state))
+    args = ("--control-url", control.url, "--server-id", SERVER_ID, "--interval", "1",
+            "--backoff-cap", "1")  # fmt: skip
+    agent = start_agent(*args, env=env)
+    wait_until(lambda: (state / "agent_key").exists())
+    enrolled_key = (state / "agent_key").read_text().strip()
+    assert (state / "agent_key").stat().st_mode & 0o777 == 0o600
+    assert enrolled_key not in agent.log() and keys["agent"] not in agent.log()
+    wait_until(lambda: "enrolled" in agent.log())
+
+    # Another box with the same shared key, claiming this server id, is refused.
+    impostor = heartbeat_agent(start_agent, control, keys["agent"])
+    wait_until(lambda: "HTTP 403" in impostor.log())
+    assert "is enrolled" in impostor.log()
+    assert server(control, keys)[1]["metrics_port"] == agent.port
+    # (After a reset, whichever box reports first with the shared key enrolls: the impostor
+    # must be gone before an operator resets, as docs/security.md says.)
+    impostor.stop()
+
+    # A restarted agent goes on with the kept key.
+    agent.stop()
+    again = start_agent(*args, env=env)
+    before = server(control, keys)[1]["last_seen"]
+    wait_until(lambda: server(control, keys)[1]["last_seen"] != before)
+    assert server(control, keys)[1]["metrics_port"] == again.port
+    assert (state / "agent_key").read_text().strip() == enrolled_key
+
+    # After an operator resets the enrollment, the agent enrolls again on its own.
+    request = urllib.request.Request(  # noqa: S310 - a local test URL
+        f"{control.url}/api/v1/servers/{SERVER_ID}/enrollment/reset",
+        method="POST",
+        headers={"X-API-Key": keys["operator"]},
+    )
+    with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310
+        assert json.loads(answer.read())["revoked_keys"] == 1
+    def kept_key():
+        path = state / "agent_key"
+        return path.read_text().strip() if path.exists() else None
+
+    wait_until(lambda: kept_key() not in (None, enrolled_key))
+    assert "enrolling again" in again.log()
