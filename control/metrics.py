@@ -19,10 +19,12 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from control.fleet import costs, servers
-from control.models import AlertStatus, JobRun, Server
+from control.models import AlertStatus, JobRun, Server, ServerStatus
 from control.remediation import actions
 
 log = logging.getLogger(__name__)
+
+AUTH_FAILURE_REASONS = ("missing", "invalid", "forbidden")
 
 prometheus_client.disable_created_metrics()  # no `_created` series: they only add noise
 
@@ -58,21 +60,7 @@ class FleetCollector:
         for status, count in servers.count_by_status().items():
             by_status.add_metric([status], count)
         yield by_status
-        last_seen = GaugeMetricFamily(
-            "homelab_server_last_seen_timestamp_seconds",
-            "When control last received a heartbeat from the server.",
-            labels=["server_id"],
-        )
-        # .tuples() yields (id, last_seen) rows; peewee's stubs keep the row type as Server.
-        rows = cast(
-            Iterable[tuple[str, dt.datetime]],
-            Server.select(Server.id, Server.last_seen)
-            .where(Server.last_seen.is_null(False))
-            .tuples(),
-        )
-        for server_id, seen in rows:
-            last_seen.add_metric([server_id], _epoch(seen))
-        yield last_seen
+        yield from self._server_families()
         runs = CounterMetricFamily(
             "homelab_scheduler_job_runs", "Scheduler job runs.", labels=["job", "result"]
         )
@@ -94,6 +82,56 @@ class FleetCollector:
             by_status.add_metric([status], count)
         yield by_status
         yield from self._cost_families()
+
+    def _server_families(self):
+        """Per-server facts in one query: last heartbeat, and the state rules join on.
+
+        Status, pause and display name change at run time, so they are not Prometheus target
+        labels (see fleet/targets.py): they are these series of control's, one set per server,
+        which alert rules and dashboards join `on (server_id)`.
+        """
+        last_seen = GaugeMetricFamily(
+            "homelab_server_last_seen_timestamp_seconds",
+            "When control last received a heartbeat from the server.",
+            labels=["server_id"],
+        )
+        status = GaugeMetricFamily(
+            "homelab_server_status",
+            "1 for the server's current status, 0 for the others (one series per status).",
+            labels=["server_id", "status"],
+        )
+        paused = GaugeMetricFamily(
+            "homelab_server_paused",
+            "1 while the server is paused for maintenance, else 0.",
+            labels=["server_id"],
+        )
+        info = GaugeMetricFamily(
+            "homelab_server_info",
+            "Always 1; carries the server's display name (empty when none is set).",
+            labels=["server_id", "display_name"],
+        )
+        # .tuples() yields plain rows; peewee's stubs keep the row type as Server.
+        rows = cast(
+            Iterable[tuple[str, dt.datetime | None, str, bool, str | None]],
+            Server.select(
+                Server.id, Server.last_seen, Server.status, Server.is_paused, Server.display_name
+            )
+            .order_by(Server.id)
+            .tuples(),
+        )
+        for server_id, seen, current, is_paused, display_name in rows:
+            if seen is not None:
+                last_seen.add_metric([server_id], _epoch(seen))
+            # Every status always has its series (state-set style): a change flips values
+            # instead of creating and ending series.
+            for value in ServerStatus:
+                status.add_metric([server_id, value], float(current == value))
+            paused.add_metric([server_id], float(bool(is_paused)))
+            info.add_metric([server_id, display_name or ""], 1)
+        yield last_seen
+        yield status
+        yield paused
+        yield info
 
     def _cost_families(self):
         """Estimated power and cost per server with a TDP (see fleet/costs.py), and the price."""
@@ -154,6 +192,17 @@ class ControlMetrics:
         )
         for status in AlertStatus:
             self.alerts_received.labels(status)  # both series exist from the start
+        # Requests refused by authentication: counted, not audited (they carry no key to name,
+        # and a flood of them must not fill the database).
+        self.auth_failures = Counter(
+            "homelab_auth_failures",
+            "Requests refused by this process for their API key: missing, invalid (unknown or "
+            "revoked), or forbidden (a valid key outside its scope).",
+            ["reason"],
+            registry=self.registry,
+        )
+        for reason in AUTH_FAILURE_REASONS:
+            self.auth_failures.labels(reason)
         self.registry.register(FleetCollector(electricity_price, currency))
 
     def count_alerts(self, delivered: list[dict]) -> None:

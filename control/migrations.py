@@ -17,7 +17,15 @@ from playhouse.migrate import SchemaMigrator
 from playhouse.migrate import migrate as run_operations
 
 from control.db import db, is_sqlite, write_transaction
-from control.models import ALL_MODELS, Action, Alert, AuditEntry, BaseModel, SchedulerLease
+from control.models import (
+    ALL_MODELS,
+    Action,
+    Alert,
+    AuditEntry,
+    BaseModel,
+    RateLimitHit,
+    SchedulerLease,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,29 +63,58 @@ def _v3_alerts(migrator: SchemaMigrator) -> None:
     db.create_tables([Alert], safe=True)
 
 
+# The action table as version 4 defines it, spelled out rather than read from the live model,
+# so this step still builds the same table after later versions add columns to the model.
+V4_ACTION_COLUMNS = (
+    "id", "server_id", "action_type", "parameters", "command", "status", "alert_id",
+    "created_by", "created_at", "approved_by", "approved_at", "rejected_by", "rejected_at",
+    "rejection_reason", "claimed_by", "executed_at", "completed_at", "exit_code", "stdout",
+    "stderr", "failure_reason",
+)  # fmt: skip
+V4_SQLITE_ACTION_TABLE = (
+    'CREATE TABLE "action" ("id" INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT, '
+    '"server_id" VARCHAR(100) NOT NULL, "action_type" VARCHAR(64) NOT NULL, '
+    '"parameters" TEXT NOT NULL, "command" TEXT NOT NULL, "status" VARCHAR(16) NOT NULL, '
+    '"alert_id" INTEGER, "created_by" VARCHAR(100) NOT NULL, "created_at" DATETIME NOT NULL, '
+    '"approved_by" VARCHAR(100), "approved_at" DATETIME, "rejected_by" VARCHAR(100), '
+    '"rejected_at" DATETIME, "rejection_reason" TEXT, "claimed_by" VARCHAR(100), '
+    '"executed_at" DATETIME, "completed_at" DATETIME, "exit_code" INTEGER, "stdout" TEXT, '
+    '"stderr" TEXT, "failure_reason" TEXT)'
+)
+V4_ACTION_INDEXES = (
+    'CREATE INDEX IF NOT EXISTS "action_server_id_id" ON "action" ("server_id", "id")',
+    'CREATE INDEX IF NOT EXISTS "action_status_id" ON "action" ("status", "id")',
+    OPEN_ACTION_INDEX,
+)
+
+
 def _v4_actions_outlive_servers(migrator: SchemaMigrator) -> None:
     """Version 4: actions keep their server id as text (no cascade) and never reuse an id."""
     if not is_sqlite():
-        # PostgreSQL sequences never reuse ids; only the foreign key goes.
-        db.execute_sql('ALTER TABLE "action" DROP CONSTRAINT IF EXISTS "action_server_id_fkey"')
+        # PostgreSQL sequences never reuse ids; only the foreign key goes, whatever its name.
+        rows = db.execute_sql(
+            "SELECT conname FROM pg_constraint "
+            "WHERE conrelid = 'action'::regclass AND contype = 'f'"
+        ).fetchall()
+        for (name,) in rows:
+            db.execute_sql(f'ALTER TABLE "action" DROP CONSTRAINT "{name}"')
         return
     # SQLite can change neither a column's constraints nor its AUTOINCREMENT in place: rebuild
     # the table. Its indexes go with the old table and are made again for the new one.
-    columns = ", ".join(f'"{field.column_name}"' for field in Action._meta.sorted_fields)
+    columns = ", ".join(f'"{name}"' for name in V4_ACTION_COLUMNS)
     db.execute_sql('ALTER TABLE "action" RENAME TO "action_v3"')
     for (name,) in db.execute_sql(
         "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'action_v3' "
         "AND sql IS NOT NULL"
     ).fetchall():
         db.execute_sql(f'DROP INDEX "{name}"')
-    # peewee's stubs omit Model._schema (its SchemaManager, set by ModelBase); here and below.
-    Action._schema.create_table(safe=False)  # type: ignore[attr-defined]
+    db.execute_sql(V4_SQLITE_ACTION_TABLE)
     db.execute_sql(
         f'INSERT INTO "action" ({columns}) SELECT {columns} FROM "action_v3"'  # noqa: S608
     )
     db.execute_sql('DROP TABLE "action_v3"')
-    Action._schema.create_indexes(safe=True)  # type: ignore[attr-defined]
-    db.execute_sql(OPEN_ACTION_INDEX)
+    for statement in V4_ACTION_INDEXES:
+        db.execute_sql(statement)
 
 
 def _v5_enrollment(migrator: SchemaMigrator) -> None:
@@ -89,6 +126,11 @@ def _v5_enrollment(migrator: SchemaMigrator) -> None:
         db.execute_sql('ALTER TABLE "server" ALTER COLUMN "ip_address" TYPE VARCHAR(255)')
 
 
+def _v6_rate_limit_hits(migrator: SchemaMigrator) -> None:
+    """Version 6: the per-key rate limit's window in the database, shared by every worker."""
+    db.create_tables([RateLimitHit], safe=True)
+
+
 # Each step takes a SchemaMigrator; step N brings version N-1 to version N.
 # Version 1 is the initial schema (servers, samples, events, keys, scheduler rows).
 MIGRATIONS: list[Callable[[SchemaMigrator], None]] = [
@@ -96,6 +138,7 @@ MIGRATIONS: list[Callable[[SchemaMigrator], None]] = [
     _v3_alerts,
     _v4_actions_outlive_servers,
     _v5_enrollment,
+    _v6_rate_limit_hits,
 ]
 LATEST_VERSION = 1 + len(MIGRATIONS)
 MIGRATION_LOCK_ID = 0x484F4D45  # arbitrary, constant: "HOME"

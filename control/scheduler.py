@@ -14,6 +14,7 @@ from control import leader
 from control.config import Settings
 from control.db import db
 from control.fleet import offline, retention
+from control.models import utcnow
 from control.remediation import actions
 from control.remediation.dispatcher import Dispatcher
 from control.remediation.runner import Remediation
@@ -34,6 +35,10 @@ class ControlScheduler:
             self.remediation, self.holder, settings.dispatch_workers, is_leader=self.is_leader
         )
         self._leader_until = 0.0  # monotonic deadline of the lease we last took
+        # When this scheduler's current, unbroken term as leader began (wall clock, naive UTC),
+        # and the monotonic instant its last lease really expires (no safety margin).
+        self._leader_since: dt.datetime | None = None
+        self._lease_expires = 0.0
         self._scheduler = BackgroundScheduler(
             timezone="UTC",
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30},
@@ -43,15 +48,27 @@ class ControlScheduler:
         """Job name → (function, interval in seconds)."""
         s = self.settings
         return {
-            "offline_check": (
-                lambda: offline.mark_offline(s.offline_after),
-                s.offline_check_interval,
-            ),
+            "offline_check": (self.offline_check, s.offline_check_interval),
             "retention": (
                 lambda: _nonzero(retention.prune_history(s.metrics_retention_days)),
                 RETENTION_INTERVAL,
             ),
         }
+
+    @property
+    def leader_since(self) -> dt.datetime | None:
+        """When this scheduler's current term as leader began (None while it is not leader)."""
+        return self._leader_since
+
+    def offline_check(self, now: dt.datetime | None = None) -> list[str]:
+        """The offline_check job: mark silent servers offline, with a grace after taking over.
+
+        Offline detection only runs in the leader, so it resumes when this scheduler becomes
+        leader (a start, a takeover, or after a lapse): silence is counted from that moment at
+        the earliest (`mark_offline(since=...)`), so servers unheard during the outage are not
+        all marked offline by the first tick.
+        """
+        return offline.mark_offline(self.settings.offline_after, now=now, since=self._leader_since)
 
     def run_job(self, name: str, func: Callable[[], object]) -> bool:
         """Run one job if this process holds the lease; returns whether it ran."""
@@ -88,7 +105,13 @@ class ControlScheduler:
         started = time.monotonic()
         if not leader.acquire(self.holder, self.settings.lease_seconds):
             self._leader_until = 0.0
+            self._leader_since = None
             return False
+        if self._leader_since is None or started >= self._lease_expires:
+            # A new term: first lease, lease lost before, or ours ran out between two ticks
+            # (another scheduler may have led, or nobody ran offline detection meanwhile).
+            self._leader_since = utcnow()
+        self._lease_expires = started + self.settings.lease_seconds
         # Keep a margin so we stop dispatching before another scheduler may take over.
         self._leader_until = started + self.settings.lease_seconds * 0.8
         if not was_leader:

@@ -67,13 +67,6 @@ class ServerFields(ma.Schema):
         },
     )
 
-    @ma.post_load
-    def store_tags(self, data, **kwargs):
-        """Tags are stored as a sorted JSON list (NULL when there are none)."""
-        if "tags" in data:
-            data["tags"] = json.dumps(sorted(data["tags"])) if data["tags"] else None
-        return data
-
 
 class ServerCreateSchema(ServerFields):
     """Body of POST /servers."""

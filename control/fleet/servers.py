@@ -5,6 +5,7 @@ Inputs are already validated by the API's schemas; nothing here touches Flask.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import peewee as pw
@@ -37,9 +38,20 @@ def _servers_with_latest() -> pw.ModelSelect[Server]:
     )
 
 
-def list_servers(*, status: str | None = None, tag: str | None = None) -> list[Server]:
-    """Every server matching the filters, in id order, each with `.latest_sample` or None."""
-    return list(_filtered(_servers_with_latest(), status, tag).order_by(Server.id))
+def list_servers() -> list[Server]:
+    """Every server, in id order, each with `.latest_sample` or None."""
+    return list(_servers_with_latest().order_by(Server.id))
+
+
+def stored_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """Server fields as the table keeps them: `tags` as a sorted JSON list, NULL for none.
+
+    The tag filter of `list_server_rows` relies on this form (each name quoted).
+    """
+    if "tags" not in fields:
+        return fields
+    tags = fields["tags"]
+    return {**fields, "tags": json.dumps(sorted(tags)) if tags else None}
 
 
 def _filtered(
@@ -118,7 +130,7 @@ def register_server(fields: dict[str, Any]) -> Server:
         if Server.select().where(Server.id == fields["id"]).exists():
             raise Conflict(f"Server '{fields['id']}' already exists")
         Server.insert(
-            **fields, status=ServerStatus.UNKNOWN, created_at=now, updated_at=now
+            **stored_fields(fields), status=ServerStatus.UNKNOWN, created_at=now, updated_at=now
         ).execute()
         events.record(
             EventType.SERVER_REGISTERED,
@@ -134,7 +146,9 @@ def update_server(server_id: str, fields: dict[str, Any]) -> Server:
     if fields:
         with write_transaction():
             updated = (
-                Server.update(**fields, updated_at=utcnow()).where(Server.id == server_id).execute()
+                Server.update(**stored_fields(fields), updated_at=utcnow())
+                .where(Server.id == server_id)
+                .execute()
             )
             if not updated:
                 raise NotFound(f"Server '{server_id}' not found")
@@ -155,12 +169,30 @@ def delete_server(server_id: str) -> None:
         MetricsSample.delete().where(MetricsSample.server == server_id).execute()
         # Actions keep their history; those still waiting can never run now, and left open
         # they would block the same action on a server re-registered under this id.
-        Action.update(
-            status=ActionStatus.FAILED, completed_at=utcnow(), failure_reason=SERVER_DELETED
-        ).where(
-            (Action.server_id == server_id)
-            & Action.status.in_((ActionStatus.PENDING, ActionStatus.APPROVED))
-        ).execute()
+        now = utcnow()
+        failed = (
+            Action.update(
+                status=ActionStatus.FAILED, completed_at=now, failure_reason=SERVER_DELETED
+            )
+            .where(
+                (Action.server_id == server_id)
+                & Action.status.in_((ActionStatus.PENDING, ActionStatus.APPROVED))
+            )
+            .returning(Action.id)
+            .execute()
+        )
+        events.record_many(
+            [
+                {
+                    "type": EventType.ACTION_FAILED,
+                    "server_id": server_id,
+                    "created_at": now,
+                    "message": f"action {row.id} failed ({SERVER_DELETED})",
+                    "details": {"action_id": row.id},
+                }
+                for row in failed
+            ]
+        )
         server.delete_instance()
         events.record(EventType.SERVER_DELETED, f"server {server_id} deleted", server_id=server_id)
 

@@ -2,8 +2,14 @@
 
 One http_sd target group per server that has reported a `metrics_port` and whose address is
 known (its `ip_address`, else the address its heartbeats come from). Paused servers stay
-targets (the alert rules read `is_paused`); offline ones too (so `HostDown` can fire); a
-deleted server is simply gone from the list.
+targets; offline ones too (so `HostDown` can fire); a deleted server is simply gone from the list.
+
+Target labels are only what identifies the box and rarely changes: `server_id`, `hostname` and
+its tags. A target label is copied onto every series scraped from the box, so a label that
+changes at run time (status, pause, display name) would start a new series for every metric of
+that box at each change. Those live on control's own `/metrics` instead
+(`homelab_server_status`, `homelab_server_paused`, `homelab_server_info`), and rules join them
+`on (server_id)`.
 """
 
 from __future__ import annotations
@@ -34,15 +40,12 @@ def target_address(host: str, port: int) -> str:
 
 
 def target_labels(server: Server) -> dict[str, str]:
-    """The labels Prometheus attaches to every series scraped from the server's agent."""
-    labels = {
-        "server_id": server.id,
-        "hostname": server.hostname,
-        "status": server.status,
-        "is_paused": "true" if server.is_paused else "false",
-    }
-    if server.display_name:
-        labels["display_name"] = server.display_name
+    """The labels Prometheus attaches to every series scraped from the server's agent.
+
+    Stable identity only (see the module docstring): status, pause and display name are
+    exported as metrics of control, not as labels here.
+    """
+    labels = {"server_id": server.id, "hostname": server.hostname}
     for tag in server_tags(server):
         labels[f"tag_{tag}"] = "true"
     return labels

@@ -88,3 +88,23 @@ def test_list_filters_and_paginates(client, auth, server):
     assert pending["total"] == 4
     none = client.get("/api/v1/actions?status=completed", headers=auth.viewer).json
     assert none["total"] == 0
+
+
+def test_deleting_a_server_keeps_its_actions_and_fails_those_not_started(client, auth, server):
+    client.put("/api/v1/servers/box/pause", headers=auth.operator)
+    body = {"server_id": "box", "action_type": "restart_service", "service_name": "nginx"}
+    waiting = client.post("/api/v1/actions", json=body, headers=auth.operator).json
+    assert waiting["status"] == "pending"
+    assert client.delete("/api/v1/servers/box", headers=auth.operator).status_code == 204
+
+    kept = client.get(f"/api/v1/actions/{waiting['id']}", headers=auth.viewer).json
+    assert (kept["status"], kept["server_id"]) == ("failed", "box")
+    assert "server deleted" in kept["failure_reason"]
+    failed = client.get("/api/v1/events?type=action_failed", headers=auth.viewer).json
+    assert [e["details"]["action_id"] for e in failed["events"]] == [waiting["id"]]
+    # The same action on a server registered again under the id is not blocked (no 409).
+    again = {"id": "box", "hostname": "box"}
+    assert client.post("/api/v1/servers", json=again, headers=auth.operator).status_code == 201
+    assert client.post("/api/v1/actions", json=body, headers=auth.operator).status_code == 201
+    listed = client.get("/api/v1/actions?server_id=box", headers=auth.viewer).json
+    assert listed["total"] == 2

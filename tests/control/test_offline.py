@@ -166,3 +166,127 @@ def test_idle_retention_run_reports_nothing(app, settings):
     jobs = ControlScheduler(settings).jobs()
     prune, _interval = jobs["retention"]
     assert prune() == {}
+
+
+def test_servers_silent_before_control_started_get_one_offline_after_of_grace(app):
+    started = utcnow()
+    beat("long-gone", started - dt.timedelta(hours=2))
+    beat("recent", started - dt.timedelta(seconds=100))
+    # The first tick after an outage: nobody could heartbeat, so nobody is judged yet.
+    assert offline.mark_offline(180, now=started, since=started) == []
+    assert offline.mark_offline(180, now=started + dt.timedelta(seconds=180), since=started) == []
+    assert Server.get_by_id("long-gone").status == "online"
+    # One full period counted from control's start, and still silent: now they are offline.
+    later = started + dt.timedelta(seconds=181)
+    assert offline.mark_offline(180, now=later, since=started) == ["long-gone", "recent"]
+
+
+def test_a_server_that_heartbeats_within_the_grace_never_flaps(app):
+    started = utcnow()
+    beat("box", started - dt.timedelta(hours=2))
+    beat("quiet", started - dt.timedelta(hours=2))
+    for seconds in (0, 60, 120):
+        assert (
+            offline.mark_offline(180, now=started + dt.timedelta(seconds=seconds), since=started)
+            == []
+        )
+    beat("box", started + dt.timedelta(seconds=150))
+    at = started + dt.timedelta(seconds=200)
+    assert offline.mark_offline(180, now=at, since=started) == ["quiet"]
+    assert Server.get_by_id("box").status == "online"
+    assert not any("offline" in message for message in status_events("box"))
+    # The grace only delays judgement: silent for a full period after its last beat, it goes.
+    at = started + dt.timedelta(seconds=331)
+    assert offline.mark_offline(180, now=at, since=started) == ["box"]
+
+
+LONG_OFFLINE_AFTER = {"offline_after": 180, "offline_check_interval": 1}
+
+
+def offline_tick(scheduler, now=None):
+    """Run the scheduler's offline_check job (lease and all) as its interval timer would.
+
+    Without `now` it is the very job `start()` schedules; with one, the same check at that time.
+    Returns the ids it marked offline, or None when this scheduler is not the leader.
+    """
+    job, _interval = scheduler.jobs()["offline_check"]
+    found = []
+    if now is None:
+        ran = scheduler.run_job("offline_check", lambda: found.extend(job()))
+    else:
+        ran = scheduler.run_job("offline_check", lambda: found.extend(scheduler.offline_check(now)))
+    return found if ran else None
+
+
+@pytest.mark.parametrize("settings_overrides", [LONG_OFFLINE_AFTER])
+def test_first_tick_after_control_starts_marks_nobody_offline(app, settings):
+    for index in range(5):
+        beat(f"s{index}", utcnow() - dt.timedelta(hours=1))
+    scheduler = ControlScheduler(settings)
+    assert offline_tick(scheduler) == []  # the tick that used to take the whole fleet offline
+    assert Server.select().where(Server.status == "offline").count() == 0
+    assert scheduler.leader_since is not None
+    later = utcnow() + dt.timedelta(seconds=181)
+    assert offline_tick(scheduler, now=later) == [f"s{index}" for index in range(5)]
+
+
+@pytest.mark.parametrize("settings_overrides", [LONG_OFFLINE_AFTER])
+def test_grace_starts_again_when_a_scheduler_takes_leadership_over(app, settings):
+    beat("box", utcnow() - dt.timedelta(hours=1))
+    first, standby = ControlScheduler(settings), ControlScheduler(settings)
+    assert offline_tick(first) == []
+    assert offline_tick(standby) is None  # not the leader: does not run at all
+    leader.release(first.holder)  # the leader stops (or dies and its lease runs out)
+    assert offline_tick(standby) == []  # offline detection resumes here: a fresh grace
+    assert Server.get_by_id("box").status == "online"
+    assert offline_tick(standby, now=utcnow() + dt.timedelta(seconds=181)) == ["box"]
+
+
+@pytest.mark.parametrize("settings_overrides", [LONG_OFFLINE_AFTER])
+def test_leadership_lost_and_regained_restarts_the_grace(app, settings):
+    beat("box", utcnow() - dt.timedelta(hours=1))
+    scheduler = ControlScheduler(settings)
+    assert offline_tick(scheduler) == []
+    first_term = scheduler.leader_since
+    # Another scheduler takes the lease once ours has run out, then goes away.
+    assert leader.acquire(
+        "other", 60, now=utcnow() + dt.timedelta(seconds=settings.lease_seconds + 1)
+    )
+    assert offline_tick(scheduler) is None
+    assert scheduler.leader_since is None
+    leader.release("other")
+    assert offline_tick(scheduler) == []
+    assert scheduler.leader_since > first_term
+    assert Server.get_by_id("box").status == "online"
+
+
+@pytest.mark.parametrize("settings_overrides", [LONG_OFFLINE_AFTER])
+def test_renewing_the_lease_keeps_the_grace_start(app, settings):
+    scheduler = ControlScheduler(settings)
+    assert offline_tick(scheduler) == []
+    since = scheduler.leader_since
+    assert offline_tick(scheduler) == []
+    assert scheduler.leader_since == since
+
+
+@pytest.mark.parametrize("settings_overrides", [LONG_OFFLINE_AFTER])
+def test_a_lease_that_ran_out_between_ticks_starts_a_new_term(app, settings, monkeypatch):
+    """A stalled leader (long GC pause, suspended VM) whose lease lapsed may have left the fleet
+    unwatched, or another scheduler led meanwhile: when it renews, the grace starts again."""
+    import types
+
+    from control import scheduler as scheduler_module
+
+    clock = [1000.0]
+    monkeypatch.setattr(scheduler_module, "time", types.SimpleNamespace(monotonic=lambda: clock[0]))
+    beat("box", utcnow() - dt.timedelta(hours=1))
+    scheduler = ControlScheduler(settings)
+    assert offline_tick(scheduler) == []
+    first_term = scheduler.leader_since
+    clock[0] += settings.lease_seconds - 1  # a late tick, lease still ours: same term
+    assert offline_tick(scheduler) == []
+    assert scheduler.leader_since == first_term
+    clock[0] += settings.lease_seconds  # longer than the lease since the last renewal
+    assert offline_tick(scheduler) == []
+    assert scheduler.leader_since > first_term
+    assert Server.get_by_id("box").status == "online"

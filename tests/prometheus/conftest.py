@@ -50,13 +50,9 @@ def repo():
     return REPO
 
 
-AGENT_LABELS = {
-    "server_id": "web-1",
-    "hostname": "web-1",
-    "display_name": "Web 1",
-    "status": "online",
-    "is_paused": "false",
-}
+# What control's http_sd gives a server: stable identity only (status, pause and display name
+# are control's own series, see fixtures/control.prom).
+AGENT_LABELS = {"server_id": "web-1", "hostname": "web-1", "tag_web": "true"}
 
 
 @pytest.fixture(scope="session")

@@ -28,6 +28,7 @@ COMPOSE_ENV = {
     "HOMELAB_OPERATOR_KEY": "compose-operator-key",
     "HOMELAB_AGENT_KEY": "compose-agent-key",
     "HOMELAB_VIEWER_KEY": "compose-viewer-key",
+    "HOMELAB_ALERTS_KEY": "compose-alerts-key",
     "GRAFANA_ADMIN_PASSWORD": "compose-grafana-password",
 }
 

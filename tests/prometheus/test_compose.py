@@ -76,7 +76,7 @@ def test_control_keeps_sqlite_in_a_named_volume(resolved):
 
 def test_control_gets_all_three_keys_and_the_agent_uses_the_agent_key(resolved):
     env = resolved["services"]["control"]["environment"]
-    for scope in ("OPERATOR", "AGENT", "VIEWER"):
+    for scope in ("OPERATOR", "AGENT", "VIEWER", "ALERTS"):
         assert env[f"HOMELAB_{scope}_KEY"] == COMPOSE_ENV[f"HOMELAB_{scope}_KEY"]
     agent = resolved["services"]["agent"]["environment"]
     assert agent["HOMELAB_API_KEY"] == COMPOSE_ENV["HOMELAB_AGENT_KEY"]
@@ -136,9 +136,12 @@ def test_credentials_files_are_written_by_the_secrets_service_into_the_mounted_v
     check(
         "alertmanager",
         hook["http_config"]["authorization"]["credentials_file"],
-        "HOMELAB_OPERATOR_KEY",
+        "HOMELAB_ALERTS_KEY",  # scope alerts: the webhook only, never the operator key
     )
     assert secrets["environment"]["HOMELAB_VIEWER_KEY"] == COMPOSE_ENV["HOMELAB_VIEWER_KEY"]
+    assert secrets["environment"]["HOMELAB_ALERTS_KEY"] == COMPOSE_ENV["HOMELAB_ALERTS_KEY"]
+    assert "HOMELAB_OPERATOR_KEY" not in secrets["environment"]
+    assert "HOMELAB_OPERATOR_KEY" not in services["alertmanager"].get("environment", {})
 
 
 def test_config_addresses_are_compose_service_names(resolved):

@@ -191,14 +191,25 @@ def test_prometheus_discovers_the_real_agent_through_controls_http_sd(stack):
     assert [t["labels"]["instance"] for t in targets] == [f"127.0.0.1:{stack.agent.port}"]
     assert targets[0]["health"] == "up"
     labels = targets[0]["labels"]
-    assert {k: labels.get(k) for k in ("server_id", "status", "is_paused", "tag_live")} == {
+    assert {k: labels.get(k) for k in ("server_id", "tag_live")} == {
         "server_id": SERVER_ID,
-        "status": "online",
-        "is_paused": "false",
         "tag_live": "true",
     }
     assert labels["hostname"]
-    assert "display_name" not in labels  # none set: the label is omitted
+    # Run-time state is never a target label (it would split every series at each change).
+    assert not {"status", "is_paused", "display_name"} & labels.keys()
+
+
+def test_servers_state_joins_the_agents_series_on_server_id(stack):
+    """Control's state series and the agent's target share `server_id`: the rules' join works."""
+    (online,) = stack.query('homelab_server_status{job="homelab-control", status="online"} == 1')
+    assert online["metric"]["server_id"] == SERVER_ID
+    joined = stack.query(
+        'up{job="homelab-agents"} and on (server_id) homelab_server_paused{job="homelab-control"}'
+    )
+    assert [s["metric"]["server_id"] for s in joined] == [SERVER_ID]
+    (paused,) = stack.query(f'homelab_server_paused{{server_id="{SERVER_ID}"}}')
+    assert float(paused["value"][1]) == 0
 
 
 def test_node_load1_has_data_for_the_discovered_server(stack):
@@ -221,7 +232,8 @@ def test_a_prometheus_alert_reaches_control_and_queues_a_remediation_action(stac
     assert response.status_code == 200
     (alert,) = response.json()["alerts"]
     assert (alert["status"], alert["server_id"]) == ("firing", SERVER_ID)
-    assert alert["labels"]["status"] == "online"  # the http_sd label, kept on the alert
+    assert alert["labels"]["tag_live"] == "true"  # the http_sd labels, kept on the alert
+    assert "status" not in alert["labels"]  # state is control's series, not a target label
     assert (alert["remediation"], alert["remediation_rule"]) == ("queued", "probe_restart")
     action = stack.api(f"/actions/{alert['action_id']}").json()
     assert (action["created_by"], action["alert_id"]) == ("alertmanager", alert["id"])

@@ -40,6 +40,25 @@ def test_node_load1_has_data_for_the_discovered_server(live_stack):
     assert float(sample["value"][1]) == pytest.approx(0.42)
 
 
+def test_controls_server_state_joins_the_agents_series_on_server_id(live_stack):
+    """The rules join the agent's `up` (server_id from http_sd) with control's state series
+    (server_id a metric label): both sides carry the same server_id, and the join keeps the
+    agent's own labels, so HostDown's labels are the target's."""
+    prom, _, agent = live_stack
+    (state,) = _result(prom, 'homelab_server_status{status="online"} == 1')
+    assert state["metric"]["server_id"] == "web-1"
+    assert state["metric"]["job"] == "homelab-control"
+    assert not any(k.startswith("exported_") for k in state["metric"])
+    joined = _result(
+        prom,
+        'up{job="homelab-agents"} and on (server_id) homelab_server_paused{job="homelab-control"}',
+    )
+    assert [s["metric"]["instance"] for s in joined] == [agent.address]
+    assert joined[0]["metric"]["job"] == "homelab-agents"
+    (info,) = _result(prom, "homelab_server_info")
+    assert info["metric"]["display_name"] == "Web 1"
+
+
 def test_control_scheduler_job_label_is_kept_as_scheduler_job(live_stack):
     prom, _, _ = live_stack
     series = _result(prom, "homelab_scheduler_last_run_timestamp_seconds")
