@@ -52,7 +52,9 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     remediation = Remediation(settings, observe=metrics.observe_command)
     ControlContext(
         settings=settings,
-        keyring=KeyRing(settings.operator_key, settings.agent_key, settings.viewer_key),
+        keyring=KeyRing(
+            settings.operator_key, settings.agent_key, settings.viewer_key, settings.alerts_key
+        ),
         metrics=metrics,
         version=package_version(),
         remediation=remediation,
@@ -65,8 +67,13 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
 
 
 def _install_request_hooks(app: Flask) -> None:
-    """Per request: make sure this thread has a database connection; time the request."""
+    """Per request: make sure this thread has a database connection; time the request.
+
+    The request histogram's labels come from fixed sets only (a standard method or `other`, a
+    route template or `unmatched`), so no client can add series by inventing methods or paths.
+    """
     request_duration = context.of(app).metrics.request_duration
+    known_methods = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
     @app.before_request
     def _start():
@@ -78,9 +85,11 @@ def _install_request_hooks(app: Flask) -> None:
 
     @app.after_request
     def _observe(response):
-        # The route template, not the raw path, so ids do not explode the label set.
+        # The route template, not the raw path, so ids do not explode the label set; a method
+        # any client may make up (405 on a real route) is `other`, never its own series.
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-        request_duration.labels(request.method, endpoint, str(response.status_code)).observe(
+        method = request.method if request.method in known_methods else "other"
+        request_duration.labels(method, endpoint, str(response.status_code)).observe(
             time.perf_counter() - g.get("started", time.perf_counter())
         )
         return response

@@ -5,5 +5,6 @@ from __future__ import annotations
 BIGINT_MAX = 2**63 - 1  # the largest value a BIGINT column (SQLite or PostgreSQL) holds
 INT_MAX = 2**31 - 1  # the largest value an INTEGER column holds on PostgreSQL
 SERVER_ID_MAX = 100  # characters in a server id
+SERVER_ID_PATTERN = r"^[a-z0-9-]{1,100}$"  # what a server id may be
 PAGE_LIMIT_DEFAULT = 50  # items per page when a list is not told otherwise
 PAGE_LIMIT_MAX = 100  # the most items one page may hold

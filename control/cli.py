@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import errno
 import logging
+import resource
 import signal
 import sys
 import threading
@@ -14,9 +15,26 @@ import peewee
 
 from control import context, db, keys, logs, migrations
 from control.config import Settings, load_settings
-from control.errors import ConfigError, ControlError
+from control.errors import ConfigError, ControlError, ValidationFailed
 
 log = logging.getLogger("control")
+
+
+# Idle and half-sent connections cost waitress a file descriptor and a few KB each, and no
+# thread; past the limit it stops accepting, so a slowloris client with 1,000 sockets once
+# starved every agent. See bench/README.md ("Slowloris") for the figures behind these values.
+SERVE_CONNECTION_LIMIT = 10000
+SERVE_CHANNEL_TIMEOUT = 30
+# File descriptors beyond the connections: database, SSH pool, logs, the listening socket.
+SPARE_FDS = 256
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: an integer ≥ 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,6 +52,20 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000, help="port to bind (default 8000)")
     serve.add_argument("--threads", type=int, default=8, help="WSGI worker threads (default 8)")
     serve.add_argument(
+        "--connection-limit",
+        type=_positive_int,
+        default=SERVE_CONNECTION_LIMIT,
+        help="open connections held at once before new ones wait (default "
+        f"{SERVE_CONNECTION_LIMIT}; the open-files limit is raised to fit)",
+    )
+    serve.add_argument(
+        "--channel-timeout",
+        type=_positive_int,
+        default=SERVE_CHANNEL_TIMEOUT,
+        help="seconds an idle or half-sent connection is kept open (default "
+        f"{SERVE_CHANNEL_TIMEOUT})",
+    )
+    serve.add_argument(
         "--no-scheduler",
         action="store_true",
         help="serve the API only (run `homelab-control scheduler` elsewhere)",
@@ -44,9 +76,18 @@ def _parser() -> argparse.ArgumentParser:
     key_cmd = commands.add_parser("keys", help="create, list or revoke API keys")
     key_actions = key_cmd.add_subparsers(dest="keys_command", required=True)
     create = key_actions.add_parser("create", help="create a key and print it once")
-    create.add_argument("--scope", required=True, choices=["agent", "viewer", "operator"])
-    create.add_argument("--name", help="a unique name (default: scope plus random suffix)")
-    create.add_argument("--server-id", help="bind an agent key to one server")
+    create.add_argument(
+        "--scope",
+        required=True,
+        choices=["agent", "viewer", "operator", "alerts"],
+        help="alerts: Alertmanager's key, which may only post the webhook",
+    )
+    create.add_argument(
+        "--name",
+        help="a unique name: 1-100 printable ASCII characters, no spaces "
+        "(default: scope plus random suffix)",
+    )
+    create.add_argument("--server-id", help="bind an agent key to one server (^[a-z0-9-]{1,100}$)")
     key_actions.add_parser("list", help="list stored keys (never the keys themselves)")
     revoke = key_actions.add_parser("revoke", help="revoke a key by name")
     revoke.add_argument("name")
@@ -86,6 +127,30 @@ def _wait_for_termination() -> None:
     stop.wait()
 
 
+def _fit_open_files(connections: int) -> int:
+    """Raise the soft open-files limit to hold `connections`; return how many fit.
+
+    A soft limit of 1,024 (common) would make waitress's accept() fail long before its own
+    limit; the hard limit is the ceiling, and a lower one shrinks the connection limit.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = connections + SPARE_FDS
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        new_soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new_soft, hard))
+            soft = new_soft
+        except (ValueError, OSError) as exc:
+            log.warning("cannot raise the open-files limit to %d: %s", new_soft, exc)
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return connections
+    fitting = max(1, soft - SPARE_FDS)
+    log.warning(
+        "open-files limit %d holds only %d connections (asked for %d)", soft, fitting, connections
+    )
+    return fitting
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     """Run the API under waitress, with the scheduler in-process unless --no-scheduler."""
     from waitress.server import create_server
@@ -100,7 +165,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     try:
         server = create_server(
             app, host=args.host, port=args.port, threads=args.threads, ident="homelab-control",
-            connection_limit=1000, asyncore_use_poll=True,  # 100 + select() starve a busy fleet
+            connection_limit=_fit_open_files(args.connection_limit),
+            channel_timeout=args.channel_timeout,
+            cleanup_interval=max(1, min(30, args.channel_timeout // 2)),
+            asyncore_use_poll=True,  # select() stops at 1,024 descriptors
         )  # fmt: skip
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
@@ -139,7 +207,11 @@ def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
     """Create, list or revoke stored API keys."""
     _open_database(settings)
     if args.keys_command == "create":
-        key, row = keys.create_key(args.scope, args.name, args.server_id)
+        try:
+            key, row = keys.create_key(args.scope, args.name, args.server_id)
+        except ValidationFailed as exc:
+            # A bad argument, like argparse's own: one line (no value echoed back), exit 2.
+            raise ConfigError(f"keys create: {exc.message}") from None
         bound = f" bound to server {row.server_id}" if row.server_id else ""
         print(
             f"Created {row.scope} key '{row.name}'{bound}. It is shown only once:", file=sys.stderr

@@ -27,6 +27,7 @@ class Settings:
     operator_key: str = ""
     agent_key: str = ""
     viewer_key: str = ""
+    alerts_key: str = ""  # Alertmanager's bootstrap key (scope alerts: the webhook only)
     offline_after: int = 180
     offline_check_interval: int = 30
     metrics_retention_days: int = 30

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 
@@ -24,8 +25,16 @@ KEY_PREFIX = "hlc_"
 PERMISSIONS: dict[str, frozenset[str]] = {
     ApiKeyScope.AGENT: frozenset({"heartbeat"}),
     ApiKeyScope.VIEWER: frozenset({"read"}),
-    ApiKeyScope.OPERATOR: frozenset({"read", "write", "heartbeat"}),
+    ApiKeyScope.OPERATOR: frozenset({"read", "write", "heartbeat", "alerts"}),
+    # Alertmanager's key: the webhook and nothing else, so a leaked alertmanager.yml secret
+    # can neither read the fleet nor queue arbitrary (whitelisted) actions.
+    ApiKeyScope.ALERTS: frozenset({"alerts"}),
 }
+# A stored key's name: printable ASCII without spaces, so `keys list`, log lines and the audit
+# log's actor stay one unambiguous token. `bootstrap-` names the settings' keys only.
+KEY_NAME = re.compile(r"[\x21-\x7e]{1,100}", re.ASCII)
+SERVER_ID = re.compile(r"[a-z0-9-]{1,100}", re.ASCII)
+BOOTSTRAP_PREFIX = "bootstrap-"
 
 
 @dataclass(frozen=True)
@@ -54,13 +63,20 @@ def generate_key() -> str:
 class KeyRing:
     """Resolves presented keys to a Principal: bootstrap keys from settings, then stored keys."""
 
-    def __init__(self, operator_key: str = "", agent_key: str = "", viewer_key: str = ""):
+    def __init__(
+        self,
+        operator_key: str = "",
+        agent_key: str = "",
+        viewer_key: str = "",
+        alerts_key: str = "",
+    ):
         self._bootstrap = [
-            (hash_key(key).encode(), Principal(f"bootstrap-{scope}", scope))
+            (hash_key(key).encode(), Principal(f"{BOOTSTRAP_PREFIX}{scope}", scope))
             for scope, key in (
                 (ApiKeyScope.OPERATOR, operator_key),
                 (ApiKeyScope.AGENT, agent_key),
                 (ApiKeyScope.VIEWER, viewer_key),
+                (ApiKeyScope.ALERTS, alerts_key),
             )
             if key
         ]
@@ -105,10 +121,25 @@ def _lookup_sql(param: str, quote: str) -> str:
 def create_key(
     scope: str, name: str | None = None, server_id: str | None = None
 ) -> tuple[str, ApiKey]:
-    """Store a new key and return it (the only time it exists in clear) with its row."""
+    """Store a new key and return it (the only time it exists in clear) with its row.
+
+    ValidationFailed (naming the field, on one line) for an unknown scope, a name that is not
+    1-100 printable ASCII characters without spaces or starts with `bootstrap-`, a server id
+    that is not one, or a server id on a key that is not an agent's.
+    """
     if scope not in set(ApiKeyScope):
         raise ValidationFailed(
             "invalid scope", errors={"scope": ["one of " + ", ".join(ApiKeyScope)]}
+        )
+    if name is not None and (not KEY_NAME.fullmatch(name) or name.startswith(BOOTSTRAP_PREFIX)):
+        raise ValidationFailed(
+            "invalid name: 1-100 printable ASCII characters, no spaces, not bootstrap-*",
+            errors={"name": [f"must match ^[\\x21-\\x7e]{{1,100}}$, not {BOOTSTRAP_PREFIX}*"]},
+        )
+    if server_id is not None and not SERVER_ID.fullmatch(server_id):
+        raise ValidationFailed(
+            "invalid server_id: 1-100 lowercase letters, digits and '-'",
+            errors={"server_id": ["must match ^[a-z0-9-]{1,100}$"]},
         )
     if server_id and scope != ApiKeyScope.AGENT:
         raise ValidationFailed(

@@ -138,6 +138,7 @@ class ApiKeyScope(enum.StrEnum):
     AGENT = "agent"
     VIEWER = "viewer"
     OPERATOR = "operator"
+    ALERTS = "alerts"  # Alertmanager: may only post the webhook
 
 
 class ApiKey(BaseModel):
@@ -306,6 +307,23 @@ class Alert(BaseModel):
         )
 
 
+class RateLimitHit(BaseModel):
+    """One counted request of one API key: the entries of the per-key moving window.
+
+    In the database rather than in memory so every worker (and every host) on one PostgreSQL
+    shares a key's budget. Each check deletes the key's entries older than the window, so a key
+    never has more rows than its limit.
+    """
+
+    id = pw.BigAutoField()
+    bucket = pw.CharField(max_length=16)  # which budget: "actions" or "execute"
+    key_name = pw.CharField(max_length=100)
+    hit_at = pw.DateTimeField()
+
+    class Meta:
+        indexes = ((("bucket", "key_name", "hit_at"), False),)
+
+
 ALL_MODELS = [
     Server,
     MetricsSample,
@@ -316,4 +334,5 @@ ALL_MODELS = [
     SchedulerLease,
     JobRun,
     Alert,
+    RateLimitHit,
 ]

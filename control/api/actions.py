@@ -116,12 +116,24 @@ class Actions(MethodView):
     @blp.arguments(ActionCreateSchema)
     @blp.response(201, ActionSchema)
     @blp.alt_response(403, response="FORBIDDEN", description="not whitelisted")
-    @blp.alt_response(404, response="NOT_FOUND")
+    @blp.alt_response(404, response="NOT_FOUND", description="unknown server or alert_id")
     @blp.alt_response(409, response="CONFLICT", description="the same action is already open")
+    @blp.alt_response(429, response="TOO_MANY_REQUESTS", description="rate limited")
     def post(self, body):
-        """Queue an action: auto-approved, or pending when the server is paused"""
-        whitelist = context.current().remediation.whitelist
-        return actions.create_action(whitelist, **body, created_by=authenticate().name)
+        """Queue an action: auto-approved, or pending when the server is paused
+
+        Counts against the key's rate limit (HOMELAB_RATE_LIMIT per minute) once the server
+        and alert exist; every refusal is written to the audit log.
+        """
+        ctx = context.current()
+        caller = authenticate()
+        return actions.create_action(
+            ctx.remediation.whitelist,
+            **body,
+            created_by=caller.name,
+            caller=caller,
+            limiter=ctx.rate_limiter,
+        )
 
 
 @blp.route(f"/actions/<{ROW_ID}:action_id>")

@@ -9,7 +9,7 @@ from flask.views import MethodView
 from control import context
 from control.api.auth import authenticate, require
 from control.api.base import Blueprint
-from control.api.fields import BigInt, Float, Hostname, ServerId, Text, UtcDateTime
+from control.api.fields import AgentClock, BigInt, Float, Hostname, ServerId, Text
 from control.fleet import enrollment
 from control.fleet.enrollment import EnrollmentPolicy
 
@@ -60,7 +60,16 @@ class HeartbeatSchema(Lenient):
 
     server_id = ServerId(required=True)
     hostname = Hostname(required=True)
-    timestamp = UtcDateTime(required=True)
+    # The agent's clock. One that is no instant, or more than ten years off, is not refused:
+    # the sample is stored at control's receive time (fleet.heartbeats.sample_time).
+    timestamp = AgentClock(
+        required=True,
+        metadata={
+            "description": "The agent's clock (ISO 8601). A time that is no instant in UTC or "
+            "lies more than ten years from control's clock is accepted, and the sample is "
+            "stored at control's receive time instead."
+        },
+    )
     os_info = ma.fields.Nested(OsInfoSchema, allow_none=True)
     metrics = ma.fields.Nested(MetricsSchema, allow_none=True)
     agent_version = Text(50, allow_none=True)

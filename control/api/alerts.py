@@ -28,13 +28,7 @@ MAX_ALERTS_PER_DELIVERY = 1000
 
 
 class AlertTime(UtcDateTime):
-    """An Alertmanager timestamp; one that leaves Python's date range in UTC is invalid."""
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        try:
-            return super()._deserialize(value, attr, data, **kwargs)
-        except OverflowError:
-            raise ma.ValidationError("Date out of range.") from None
+    """An Alertmanager timestamp; one that is no instant in UTC is a 422 (as every UtcDateTime)."""
 
 
 class AlertmanagerAlertSchema(ma.Schema):
@@ -185,13 +179,17 @@ class AlertById(MethodView):
 
 @blp.route("/alertmanager")
 class AlertmanagerWebhook(MethodView):
-    """Alertmanager's webhook receiver (send the operator key as Bearer)."""
+    """Alertmanager's webhook receiver (send an `alerts`-scope key as Bearer)."""
 
-    @require("write")
+    @require("alerts")
     @blp.arguments(AlertmanagerWebhookSchema)
     @blp.response(200, ReceivedSchema)
     def post(self, body):
-        """Store a webhook delivery and queue the actions its firing alerts' rules ask for"""
+        """Store a webhook delivery and queue the actions its firing alerts' rules ask for
+
+        Needs a key of scope `alerts` (what Alertmanager should hold: it may post here and
+        nothing else) or `operator`.
+        """
         ctx = context.current()
         ctx.metrics.count_alerts(body["alerts"])
         return alerts.receive(body["alerts"], ctx.remediation_rules, ctx.remediation.whitelist)

@@ -34,9 +34,12 @@ def authenticate() -> Principal:
     """The caller's Principal, or Unauthorized. Cached on `g` for the request."""
     principal = g.get("principal")
     if principal is None:
-        keyring: KeyRing = context.current().keyring
-        principal = keyring.resolve(presented_key())
+        ctx = context.current()
+        keyring: KeyRing = ctx.keyring
+        presented = presented_key()
+        principal = keyring.resolve(presented)
         if principal is None:
+            ctx.metrics.auth_failures.labels("invalid" if presented else "missing").inc()
             raise Unauthorized("Missing or invalid API key")
         g.principal = principal
     return principal
@@ -53,6 +56,7 @@ def require(permission: str) -> Callable:
         def wrapper(*args, **kwargs):
             principal = authenticate()
             if not principal.may(permission):
+                context.current().metrics.auth_failures.labels("forbidden").inc()
                 raise Forbidden(f"API key scope '{principal.scope}' may not {permission}")
             return view(*args, **kwargs)
 

@@ -90,7 +90,9 @@ def handle_control_error(error: ControlError):
 def handle_database_error(error: Exception):
     """The database is unreachable, locked beyond the timeout, read-only or full."""
     log.error("database unavailable: %s", error)
-    db.drop_broken_connection()  # a dead PostgreSQL connection: the next request reconnects
+    # A dead PostgreSQL connection, a SQLite one opened read-only or hit by a full disk: the
+    # thread's next request opens a fresh one, so each thread recovers on its own.
+    db.drop_broken_connection(error)
     return handle_control_error(Unavailable("Database unavailable, try again shortly"))
 
 

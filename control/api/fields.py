@@ -10,9 +10,8 @@ from typing import Any
 
 import marshmallow as ma
 
-from control.bounds import BIGINT_MAX, SERVER_ID_MAX
+from control.bounds import BIGINT_MAX, SERVER_ID_MAX, SERVER_ID_PATTERN
 
-SERVER_ID_PATTERN = r"^[a-z0-9-]+$"
 HOSTNAME_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,254})$"
 SSH_USER_PATTERN = r"^[a-z_][a-z0-9_-]{0,31}$"
 ACTION_TYPE_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
@@ -85,7 +84,15 @@ def HostAddress(**kwargs: Any) -> ma.fields.String:
 
 
 class UtcDateTime(ma.fields.DateTime):
-    """ISO 8601 in and out. Stored naive UTC; dumped with a `Z`; naive input is taken as UTC."""
+    """ISO 8601 in and out. Stored naive UTC; dumped with a `Z`; naive input is taken as UTC.
+
+    A well-formed time that is no instant, because converting it to UTC leaves the calendar
+    (`9999-12-31T23:59:59-05:00`, `0001-01-01T00:00:00+01:00`), is a 422 like any bad value.
+    """
+
+    default_error_messages = {
+        "no_instant": "Not an instant: in UTC it falls outside the years 1 to 9999.",
+    }
 
     def _serialize(self, value, attr, obj, **kwargs):
         if value is None:
@@ -96,9 +103,28 @@ class UtcDateTime(ma.fields.DateTime):
 
     def _deserialize(self, value, attr, data, **kwargs):
         parsed = super()._deserialize(value, attr, data, **kwargs)
-        if parsed.tzinfo is not None:
-            parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
-        return parsed
+        if parsed.tzinfo is None:
+            return parsed
+        try:
+            return parsed.astimezone(dt.UTC).replace(tzinfo=None)
+        except OverflowError:
+            return self.no_instant()
+
+    def no_instant(self) -> dt.datetime | None:
+        """What a time that is no instant loads as: a 422 here; subclasses may decide otherwise."""
+        raise self.make_error("no_instant")
+
+
+class AgentClock(UtcDateTime):
+    """An agent's clock reading: a time that is no instant loads as None instead of a 422.
+
+    The box's clock is wild, not its request; `control.fleet.heartbeats.sample_time` then
+    stores the receive time. Malformed text (not an ISO 8601 date-time) is still a 422.
+    """
+
+    def no_instant(self) -> dt.datetime | None:
+        """None: the domain stands control's receive time in for it."""
+        return None
 
 
 def ServerId(**kwargs) -> ma.fields.String:

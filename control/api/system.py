@@ -6,7 +6,7 @@ from flask import Blueprint, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from control import context
-from control.db import db, write_problem
+from control.db import db, drop_broken_connection, write_problem
 from control.errors import Unavailable
 
 blp = Blueprint("system", __name__)
@@ -14,12 +14,16 @@ blp = Blueprint("system", __name__)
 
 @blp.get("/health")
 def health():
-    """Liveness and readiness: 200 when the database answers, 503 otherwise."""
+    """Liveness and readiness: 200 when the database answers and takes writes, else 503.
+
+    The 503's message says why: unreachable, file missing, read-only, disk full, or the write
+    probe's error (see `control.db.write_problem`).
+    """
     try:
         db.execute_sql("SELECT 1")
         problem = write_problem()
     except Exception as exc:  # any failure to reach the database means "not ready"
-        db.close()
+        drop_broken_connection(exc)
         raise Unavailable(f"Database unavailable: {type(exc).__name__}") from None
     if problem:  # reachable but cannot take heartbeats: not ready either
         raise Unavailable(f"Database unavailable: {problem}")

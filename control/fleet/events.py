@@ -7,6 +7,7 @@ import json
 import logging
 from typing import Any
 
+from control.bounds import PAGE_LIMIT_DEFAULT
 from control.models import Event
 from control.queries import filtered, page
 
@@ -67,7 +68,7 @@ def list_events(
     *,
     server_id: str | None = None,
     event_type: str | None = None,
-    limit: int | None = 50,
+    limit: int | None = PAGE_LIMIT_DEFAULT,
     offset: int = 0,
 ) -> tuple[list[Event], int]:
     """A page of events, newest first, with the total count matching the filters."""

@@ -25,6 +25,23 @@ OS_FIELDS = {
     "architecture": "architecture",
 }
 
+# A sample keeps the agent's own clock (`timestamp`) unless that clock is further than this
+# from control's: a box whose RTC reset to 1970 or 2000, or that claims the year 9999, says
+# nothing about when the sample was taken, so the receive time stands in for it.
+MAX_CLOCK_SKEW = dt.timedelta(days=3653)  # ten years
+
+
+def sample_time(agent_clock: dt.datetime | None, received: dt.datetime) -> dt.datetime:
+    """When a sample was taken: the agent's clock (naive UTC) unless it is absurd.
+
+    `None` is a time the agent sent that is no instant (the heartbeat schema's reading of e.g.
+    `9999-12-31T23:59:59-05:00`, which leaves the calendar in UTC). That, and a clock more
+    than MAX_CLOCK_SKEW away from `received`, give `received`: a wild clock is not an error.
+    """
+    if agent_clock is None or abs(agent_clock - received) > MAX_CLOCK_SKEW:
+        return received
+    return agent_clock
+
 
 def _register_from_heartbeat(server_id: str, hostname: str, now: dt.datetime) -> bool:
     """Insert a server first seen through its heartbeat; False if another request won the race."""
@@ -140,9 +157,10 @@ def ingest_heartbeat(
             previous = ServerStatus.ONLINE  # we, or the request that beat us, registered it
         sample_id = None
         if metrics is not None:
+            taken = sample_time(beat["timestamp"], now)
             values = [
                 server_id,
-                MetricsSample.timestamp.db_value(beat["timestamp"]),  # type: ignore[no-untyped-call]
+                MetricsSample.timestamp.db_value(taken),  # type: ignore[no-untyped-call]
                 stamp,
                 *(metrics.get(field) for field in METRIC_FIELDS),
             ]

@@ -15,8 +15,11 @@ from control.db import db, write_transaction
 from control.errors import Conflict
 from control.fleet import events
 from control.fleet.events import EventType
-from control.models import OPEN_ACTION_STATUSES, Action, ActionStatus, Server, utcnow
+from control.keys import Principal
+from control.models import OPEN_ACTION_STATUSES, Action, ActionStatus, Alert, Server, utcnow
 from control.queries import count_by, filtered, get_or_404, page
+from control.remediation import audit
+from control.remediation.ratelimit import KeyRateLimiter
 from control.remediation.wakeup import announce_approved
 from control.remediation.whitelist import Whitelist, to_shell
 
@@ -82,13 +85,55 @@ def create_action(
     parameters: dict[str, Any] | None,
     created_by: str,
     alert_id: int | None = None,
+    caller: Principal | None = None,
+    limiter: KeyRateLimiter | None = None,
 ) -> Action:
     """Queue an action: approved by "auto" unless the server is paused, then pending.
 
-    NotFound for an unknown server, CommandNotAllowed for a type outside the whitelist,
-    ValidationFailed for a bad parameter, Conflict when the same action is already open.
+    NotFound for an unknown server or alert, CommandNotAllowed for a type outside the
+    whitelist, ValidationFailed for a bad parameter, Conflict when the same action is already
+    open. With a `caller` (a client's request, not an alert rule) RateLimited when the caller's
+    key is over `limiter`'s budget, and every refusal but the Conflict is audited; an alert
+    rule's refusals are kept on the alert instead.
     """
+    if caller is None:
+        return _create(whitelist, server_id, action_type, parameters, created_by, alert_id)
+    asked = {
+        "server_id": server_id,
+        "action_type": action_type,
+        "parameters": parameters,
+        "alert_id": alert_id,
+    }
+    with audit.refusals(
+        actor=caller.name,
+        scope=caller.scope,
+        source=audit.AuditSource.ACTION,
+        server_id=server_id,
+        action_type=action_type,
+        asked=asked,
+    ):
+        return _create(
+            whitelist, server_id, action_type, parameters, created_by, alert_id, limiter, caller
+        )
+
+
+def _create(
+    whitelist: Whitelist,
+    server_id: str,
+    action_type: str,
+    parameters: dict[str, Any] | None,
+    created_by: str,
+    alert_id: int | None,
+    limiter: KeyRateLimiter | None = None,
+    caller: Principal | None = None,
+) -> Action:
+    """`create_action`'s work: lookups, the caller's rate limit, the whitelist, the insert."""
     get_or_404(Server, server_id, f"Server '{server_id}'")
+    if alert_id is not None:
+        get_or_404(Alert, alert_id, f"Alert {alert_id}")
+    if limiter is not None and caller is not None:
+        # Only now: a 404 (like a 401 or 403) never reached the whitelist and does not count.
+        limiter.hit(caller.name, "actions")
     argv = whitelist.render(action_type, parameters)
     stored = canonical_parameters(parameters)
     now = utcnow()

@@ -20,6 +20,7 @@ same occurrence.
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import json
 import re
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from typing import Any
 
 import peewee as pw
 
+from control.bounds import PAGE_LIMIT_DEFAULT, SERVER_ID_PATTERN
 from control.db import db, is_sqlite, write_transaction
 from control.errors import CommandNotAllowed, Conflict, NotFound, ValidationFailed
 from control.fleet import events
@@ -39,10 +41,10 @@ from control.remediation.wakeup import announce_approved
 from control.remediation.whitelist import Whitelist
 
 RETRY_AFTER = dt.timedelta(hours=1)
-SERVER_ID = re.compile(r"[a-z0-9-]{1,100}", re.ASCII)
+SERVER_ID = re.compile(SERVER_ID_PATTERN, re.ASCII)
 
 
-class RemediationOutcome:
+class RemediationOutcome(enum.StrEnum):
     """The values of `Alert.remediation`."""
 
     QUEUED = "queued"
@@ -68,7 +70,7 @@ def list_alerts(
     status: str | None = None,
     alertname: str | None = None,
     server_id: str | None = None,
-    limit: int | None = 50,
+    limit: int | None = PAGE_LIMIT_DEFAULT,
     offset: int = 0,
 ) -> tuple[list[Alert], int]:
     """A page of alerts, newest first, and how many match the filters."""

@@ -20,6 +20,7 @@ from control.db import db
 from control.errors import CommandTimeout, ControlError, SshError
 from control.models import Server
 from control.remediation import actions, wakeup
+from control.remediation.audit import AuditSource
 from control.remediation.runner import Remediation
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,7 @@ class Dispatcher:
                 argv,
                 actor=f"dispatcher (action by {action.created_by})",
                 scope=None,
-                source="action",
+                source=AuditSource.ACTION,
                 action_type=action.action_type,
                 action_id=action_id,
             )

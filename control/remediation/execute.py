@@ -1,8 +1,10 @@
 """Synchronous execution (seed 004): one whitelisted command, run now, its output returned.
 
-The rules the API view used to hold: the caller's rate limit, the whitelist match (a refusal
-is audited and is a 400 here, not the queue's 403), the run itself (audited by the runner),
-and an event in the fleet's log like a queued action's, so `/events` shows both.
+The rules the API view used to hold: the server lookup, the caller's rate limit (only requests
+that reach the whitelist count), the whitelist match (a refusal is a 400 here, not the queue's
+403), the run itself (audited by the runner), and an event in the fleet's log like a queued
+action's, so `/events` shows both. Every refusal (404, 429, 400, 422) is audited with what was
+asked.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from control.errors import CommandNotAllowed, CommandTimeout, ExecuteNotAllowed,
 from control.fleet import events, servers
 from control.fleet.events import EventType
 from control.keys import Principal
+from control.remediation import audit
 from control.remediation.executor import CommandResult
 from control.remediation.ratelimit import KeyRateLimiter
 from control.remediation.runner import Remediation
@@ -38,25 +41,32 @@ def execute_command(
 ) -> CommandResult:
     """Run `command` (a string equal to a whitelisted render) or `action_type` + `parameters`.
 
-    RateLimited, NotFound, ExecuteNotAllowed (400), CommandTimeout and SshError as the
-    contract says; a non-zero exit is a result, not an error.
+    NotFound, RateLimited, ExecuteNotAllowed (400), ValidationFailed, CommandTimeout and
+    SshError as the contract says; a non-zero exit is a result, not an error.
     """
-    limiter.hit(caller.name)
-    server = servers.get_server(server_id)
-    audit: _AuditFields = {"actor": caller.name, "scope": caller.scope, "source": "execute"}
+    who: _AuditFields = {"actor": caller.name, "scope": caller.scope, "source": "execute"}
+    asked = (
+        {"command": command}
+        if command is not None
+        else {"action_type": action_type, "parameters": parameters}
+    )
+    with audit.refusals(
+        **who, server_id=server_id, action_type=action_type, asked={"server_id": server_id, **asked}
+    ):
+        server = servers.get_server(server_id)
+        # After the lookup: a 404 (like a 401 or 403) never reached the whitelist, so it does
+        # not count against the key.
+        limiter.hit(caller.name, "execute")
+        try:
+            if command is not None:
+                match = remediation.whitelist.match_command(command)
+                action_type, argv = match.action_type, match.argv
+            else:
+                argv = remediation.whitelist.render(action_type or "", parameters)
+        except CommandNotAllowed as exc:
+            raise ExecuteNotAllowed(exc.message) from None
     try:
-        if command is not None:
-            match = remediation.whitelist.match_command(command)
-            action_type, argv = match.action_type, match.argv
-        else:
-            argv = remediation.whitelist.render(action_type or "", parameters)
-    except CommandNotAllowed as exc:
-        remediation.refuse(
-            **audit, server_id=server_id, action_type=action_type, detail=exc.message
-        )
-        raise ExecuteNotAllowed(exc.message) from None
-    try:
-        result = remediation.run(server, argv, **audit, action_type=action_type)
+        result = remediation.run(server, argv, **who, action_type=action_type)
     except (CommandTimeout, SshError) as exc:
         _record(server_id, action_type, caller, f"failed ({exc.message})", exit_code=None)
         raise

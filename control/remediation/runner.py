@@ -13,6 +13,7 @@ from control.config import Settings
 from control.errors import CommandTimeout, SshError
 from control.models import Server
 from control.remediation import audit
+from control.remediation.audit import AuditResult
 from control.remediation.executor import CommandResult, SshExecutor
 from control.remediation.whitelist import Whitelist, load_whitelist
 
@@ -71,15 +72,15 @@ class Remediation:
         try:
             result = self.executor.run(host, port, user, argv)
         except CommandTimeout as exc:
-            self._finish(entry, started, "timeout", detail=exc.message)
+            self._finish(entry, started, AuditResult.TIMEOUT, detail=exc.message)
             raise
         except SshError as exc:
-            self._finish(entry, started, "ssh_error", detail=exc.message)
+            self._finish(entry, started, AuditResult.SSH_ERROR, detail=exc.message)
             raise
         self._finish(
             entry,
             started,
-            "completed" if result.exit_code == 0 else "failed",
+            AuditResult.COMPLETED if result.exit_code == 0 else AuditResult.FAILED,
             exit_code=result.exit_code,
             duration_ms=result.duration_ms,
         )
@@ -107,7 +108,7 @@ class Remediation:
             scope=scope,
             source=source,
             allowed=False,
-            result="refused",
+            result=AuditResult.REFUSED,
             server_id=server_id,
             action_type=action_type,
             detail=detail,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -58,7 +59,7 @@ def test_bound_agent_key_from_cli(tmp_path):
     assert created.returncode == 0
     assert "bound to server pi-1" in created.stderr
     refused = control(tmp_path, "keys", "create", "--scope", "viewer", "--server-id", "pi-1")
-    assert refused.returncode == 1
+    assert refused.returncode == 2  # a usage error, like any invalid argument
     assert "only agent keys" in refused.stderr
 
 
@@ -147,3 +148,35 @@ def test_invalid_commands_file_stops_start_up_with_one_line(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert "commands file" in lines[0] and "{target}" in lines[0]
+
+
+def test_keys_create_alerts_scope(tmp_path):
+    created = control(tmp_path, "keys", "create", "--scope", "alerts", "--name", "alertmanager")
+    assert created.returncode == 0, created.stderr
+    assert "Created alerts key 'alertmanager'" in created.stderr
+    listing = control(tmp_path, "keys", "list").stdout
+    assert re.search(r"^alertmanager\s+alerts\s", listing, re.M), listing
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--name", "two\nlines"], "name"),
+        (["--name", "tab\there"], "name"),
+        (["--name", "with space"], "name"),
+        (["--name", "x" * 101], "name"),
+        (["--name", "bootstrap-operator"], "name"),
+        (["--server-id", "Pi_1"], "server_id"),
+        (["--server-id", "pi-1\nforged"], "server_id"),
+        (["--server-id", "p" * 101], "server_id"),
+    ],
+)
+def test_keys_create_refuses_bad_names_and_server_ids_in_one_line(tmp_path, args, expected):
+    result = control(tmp_path, "keys", "create", "--scope", "agent", *args)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("homelab-control: error: ")
+    assert expected in lines[0]
+    assert result.stdout == ""  # no key printed
+    assert "agent" not in control(tmp_path, "keys", "list").stdout.split("\n", 1)[1]

@@ -90,18 +90,25 @@ def test_servers_filter_by_tag_exactly(client, auth):
 
 
 @pytest.mark.parametrize(
-    ("data", "content_type"),
-    [(None, None), ("null", "application/json"), ("[]", "application/json"),
-     ('"text"', "application/json"), ('{"hostname": "x"}', "text/plain")],
+    ("data", "content_type", "status"),
+    [(None, None, 422), ("null", "application/json", 422), ("[]", "application/json", 422),
+     ('"text"', "application/json", 422), ("", "application/json", 422),
+     # JSON under another media type: 415, saying which Content-Type to send.
+     ('{"hostname": "x"}', "text/plain", 415), ('{"hostname": "x"}', None, 415)],
 )  # fmt: skip
 def test_a_body_that_is_not_a_json_object_is_422_never_a_silent_no_op(
-    client, auth, web1, data, content_type
+    client, auth, web1, data, content_type, status
 ):
     headers = {**auth.operator, **({"Content-Type": content_type} if content_type else {})}
     response = client.put("/api/v1/servers/web-1", data=data, headers=headers)
-    assert_error(response, 422, "VALIDATION_ERROR")
-    assert "body" in response.json["errors"]
-    assert client.post("/api/v1/actions", data=data, headers=headers).status_code == 422
+    if status == 422:
+        assert_error(response, 422, "VALIDATION_ERROR")
+        assert "body" in response.json["errors"]
+    else:
+        assert_error(response, 415, "BAD_REQUEST")
+        assert "Content-Type: application/json" in response.json["message"]
+    assert client.post("/api/v1/actions", data=data, headers=headers).status_code == status
+    assert client.get("/api/v1/servers/web-1", headers=auth.viewer).json["hostname"] == "web-1"
 
 
 def test_an_empty_object_still_changes_nothing(client, auth, web1):

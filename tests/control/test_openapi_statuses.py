@@ -14,6 +14,7 @@ from tests.helpers import free_port
 SERVER = "/api/v1/servers/{server_id}"
 ACTION = "/api/v1/actions/{action_id}"
 MALFORMED = "{not json"
+PLAIN = '{"sent": "as text/plain"}'  # JSON under another media type: 415
 
 # (method, path template) → [(status, method, url, json body or MALFORMED)], made with a fleet
 # holding server web-1 (paused, SSH port closed) and its pending action 1.
@@ -25,6 +26,7 @@ PROVOKED = {
     ("post", "/api/v1/servers"): [
         (201, "/api/v1/servers", {"id": "new", "hostname": "new"}),
         (400, "/api/v1/servers", MALFORMED),
+        (415, "/api/v1/servers", PLAIN),
         (409, "/api/v1/servers", {"id": "web-1", "hostname": "web-1"}),
         (422, "/api/v1/servers", {"id": "Bad Id", "hostname": "x"}),
     ],
@@ -32,6 +34,7 @@ PROVOKED = {
     ("put", SERVER): [
         (200, "/api/v1/servers/web-1", {"display_name": "Web"}),
         (400, "/api/v1/servers/web-1", MALFORMED),
+        (415, "/api/v1/servers/web-1", PLAIN),
         (404, "/api/v1/servers/gone", {"display_name": "x"}),
         (422, "/api/v1/servers/web-1", {"tdp_watts": -1}),
     ],
@@ -48,14 +51,19 @@ PROVOKED = {
     ("post", SERVER + "/commands/execute"): [
         (400, "/api/v1/servers/web-1/commands/execute", {"command": "rm -rf /"}),
         (422, "/api/v1/servers/web-1/commands/execute", {}),
+        (415, "/api/v1/servers/web-1/commands/execute", PLAIN),
         (404, "/api/v1/servers/gone/commands/execute", {"action_type": "clear_logs"}),
         (500, "/api/v1/servers/web-1/commands/execute", {"action_type": "clear_logs"}),
+        (400, "/api/v1/servers/web-1/commands/execute", {"command": "reboot"}),
+        (400, "/api/v1/servers/web-1/commands/execute", {"command": "id; id"}),
+        (400, "/api/v1/servers/web-1/commands/execute", {"action_type": "format_disk"}),
         (429, "/api/v1/servers/web-1/commands/execute", {"action_type": "clear_logs"}),
     ],
     ("post", "/api/v1/agents/heartbeat"): [
         (200, "/api/v1/agents/heartbeat", {"server_id": "beat", "hostname": "beat",
                                            "timestamp": "2026-01-01T00:00:00Z"}),
         (400, "/api/v1/agents/heartbeat", MALFORMED),
+        (415, "/api/v1/agents/heartbeat", PLAIN),
         (422, "/api/v1/agents/heartbeat", {"server_id": "beat"}),
     ],
     ("get", "/api/v1/actions"): [
@@ -65,11 +73,15 @@ PROVOKED = {
     ("post", "/api/v1/actions"): [
         (201, "/api/v1/actions", {"server_id": "web-1", "action_type": "clear_logs"}),
         (400, "/api/v1/actions", MALFORMED),
+        (415, "/api/v1/actions", PLAIN),
         (403, "/api/v1/actions", {"server_id": "web-1", "action_type": "format_disk"}),
         (404, "/api/v1/actions", {"server_id": "gone", "action_type": "clear_logs"}),
+        (404, "/api/v1/actions", {"server_id": "web-1", "action_type": "clear_logs",
+                                  "alert_id": 99}),
         (409, "/api/v1/actions", {"server_id": "web-1", "action_type": "clear_logs"}),
         (422, "/api/v1/actions", {"server_id": "web-1", "action_type": "restart_service",
                                   "service_name": "a;b"}),
+        (429, "/api/v1/actions", {"server_id": "web-1", "action_type": "clear_logs"}),
     ],
     ("get", ACTION): [(200, "/api/v1/actions/1", None), (404, "/api/v1/actions/99", None)],
     ("post", ACTION + "/approve"): [
@@ -79,6 +91,7 @@ PROVOKED = {
     ],
     ("post", ACTION + "/reject"): [
         (400, "/api/v1/actions/1/reject", MALFORMED),
+        (415, "/api/v1/actions/1/reject", PLAIN),
         (422, "/api/v1/actions/1/reject", {"reason": ""}),
         (404, "/api/v1/actions/99/reject", {"reason": "no"}),
         (409, "/api/v1/actions/1/reject", {"reason": "no"}),
@@ -102,6 +115,7 @@ PROVOKED = {
     ("post", "/api/v1/alerts/alertmanager"): [
         (200, "/api/v1/alerts/alertmanager", {"version": "4", "alerts": []}),
         (400, "/api/v1/alerts/alertmanager", MALFORMED),
+        (415, "/api/v1/alerts/alertmanager", PLAIN),
         (422, "/api/v1/alerts/alertmanager", {"version": "3", "alerts": []}),
     ],
     ("get", "/api/v1/costs"): [(200, "/api/v1/costs", None)],
@@ -116,7 +130,9 @@ PROVOKED_ELSEWHERE = {
 
 @pytest.fixture
 def settings_overrides():
-    return {"rate_limit": 3}  # the third execute below is the one over the limit
+    # Five requests per key and endpoint: the sixth that reaches the whitelist (404s do not
+    # count) is the 429 below, on execute and on actions (the fleet's action is the first).
+    return {"rate_limit": 5}
 
 
 @pytest.fixture
@@ -160,10 +176,10 @@ def test_every_status_returned_is_documented_and_every_documented_one_reachable(
     reached = set()
     for (method, path), provocations in PROVOKED.items():
         for status, url, body in provocations:
-            if body is MALFORMED:
+            if body is MALFORMED or body is PLAIN:
                 response = client.open(
                     url, method=method.upper(), data=body, headers=auth.operator,
-                    content_type="application/json",
+                    content_type="application/json" if body is MALFORMED else "text/plain",
                 )  # fmt: skip
             else:
                 response = client.open(url, method=method.upper(), json=body, headers=auth.operator)

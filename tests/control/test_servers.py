@@ -1,4 +1,8 @@
-"""Seed 000: server registration API (TC006-TC012) and its edge cases."""
+"""Seed 000: server registration API (TC006-TC012) and its edge cases.
+
+Over 300 lines: one resource's whole contract (seed 000's cases, validation tables, the list
+built from raw rows checked against the schema) reads best in one place.
+"""
 
 from __future__ import annotations
 

@@ -1,30 +1,50 @@
 """Database faults: the API answers 503 UNAVAILABLE in our error shape, writes nothing half-way,
 and recovers without a restart when the fault clears.
 
-SQLite faults run in-process: read-only and full are per-connection PRAGMAs, and the Flask test
-client runs each request on this thread's connection, so the fault hits exactly what a request
-would. The PostgreSQL restart runs against a live `homelab-control serve` under load.
+The disk faults are real and hit a live `homelab-control serve` with several waitress threads,
+because what goes wrong is per thread: each thread keeps its own SQLite connection, and one
+opened while the file was unwritable stays read-only for good unless control drops it.
+
+- read-only: the database and its WAL made immutable (`chattr +i`). Tests run as root, whose
+  writes chmod does not stop; without root, chmod a-w, which makes every connection opened during
+  the fault read-only (the reported case) but leaves connections opened before it writing.
+- full: the data dir is a small tmpfs in control's own mount namespace, filled by the test.
+
+The removed database file runs in-process; the PostgreSQL restart live under load.
 """
 
 from __future__ import annotations
 
+import errno
+import json
 import os
 import shutil
+import sqlite3
 import subprocess
+import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import requests
 
 from control.config import load_settings
 from control.models import MetricsSample, Server
-from tests.helpers import wait_until
+from tests.helpers import require_binary, wait_until
 from tests.live import LiveControl
-from tests.postgres import PostgresCluster, require_binary
+from tests.postgres import PostgresCluster
 
 OPERATOR, AGENT = "fault-operator-key", "fault-agent-key"
 HEARTBEAT = "/api/v1/agents/heartbeat"
+THREADS = 8  # waitress threads of the live control
+PARALLEL = 4 * THREADS  # requests in flight at once: more than threads, so every thread serves
+# Tables the scheduler writes on its own clock (lease renewals, job runs), left out when a test
+# compares the whole database before and after a fault.
+SCHEDULER_TABLES = {"scheduler_lease", "job_run"}
 
 
 def beat(server_id: str = "box", cpu: float = 1.0) -> dict:
@@ -37,9 +57,305 @@ def beat(server_id: str = "box", cpu: float = 1.0) -> dict:
     }
 
 
-# SQLite only, on purpose: each fault below is SQLite's own (PRAGMA query_only, PRAGMA
-# max_page_count, the database file removed from disk), so it is built here rather than taken
-# from the parametrized `app`. PostgreSQL's fault is the restart test at the end.
+def assert_unavailable(response) -> None:
+    """A 503 in our error shape, whether from the test client or a live server."""
+    live = isinstance(response, requests.Response)
+    assert response.status_code == 503, response.text if live else response.get_data(as_text=True)
+    body = response.json() if live else response.get_json()
+    assert body["code"] == "UNAVAILABLE" and body["message"]
+    assert set(body) == {"code", "message"}
+
+
+# ---------------------------------------------------------------------------------------------
+# A live control, its agents, and what its database holds
+
+
+class Agents:
+    """Live agents: each enrolls once with the bootstrap key, then speaks with its bound key."""
+
+    def __init__(self, url: str, count: int = THREADS):
+        self.url = url
+        self.keys: dict[str, str] = {}
+        for index in range(count):
+            response = requests.post(
+                url + HEARTBEAT, json=beat(f"box-{index}"), headers={"X-API-Key": AGENT}, timeout=30
+            )
+            assert response.status_code == 200, response.text
+            self.keys[f"box-{index}"] = response.json()["agent_key"]
+
+    def beats(self, count: int = PARALLEL) -> list[Callable[[], requests.Response]]:
+        """`count` heartbeats spread over the enrolled servers, as calls for `parallel`."""
+        ids = sorted(self.keys)
+        return [self._beat(ids[index % len(ids)], float(index % 100)) for index in range(count)]
+
+    def _beat(self, server_id: str, cpu: float) -> Callable[[], requests.Response]:
+        key = self.keys[server_id]
+        return lambda: requests.post(
+            self.url + HEARTBEAT, json=beat(server_id, cpu), headers={"X-API-Key": key}, timeout=30
+        )
+
+
+def operator_writes(url: str, server_id: str) -> list[Callable[[], requests.Response]]:
+    """One call of every kind of write an operator or a new agent makes."""
+    op = {"X-API-Key": OPERATOR}
+    servers = f"{url}/api/v1/servers"
+    action = {"server_id": server_id, "action_type": "restart_service", "service_name": "nginx"}
+    return [
+        lambda: requests.post(
+            servers, json={"id": "added", "hostname": "a"}, headers=op, timeout=30
+        ),
+        lambda: requests.put(
+            f"{servers}/{server_id}", json={"display_name": "renamed"}, headers=op, timeout=30
+        ),
+        lambda: requests.put(f"{servers}/{server_id}/pause", headers=op, timeout=30),
+        lambda: requests.post(f"{servers}/{server_id}/enrollment/reset", headers=op, timeout=30),
+        lambda: requests.post(f"{url}/api/v1/actions", json=action, headers=op, timeout=30),
+        lambda: requests.delete(f"{servers}/{server_id}", headers=op, timeout=30),
+        lambda: requests.post(
+            url + HEARTBEAT, json=beat("newcomer"), headers={"X-API-Key": AGENT}, timeout=30
+        ),
+    ]
+
+
+def reads(url: str, count: int = PARALLEL) -> list[Callable[[], requests.Response]]:
+    """`count` reads of the server list, as calls for `parallel`."""
+    op = {"X-API-Key": OPERATOR}
+    return [lambda: requests.get(f"{url}/api/v1/servers", headers=op, timeout=30)] * count
+
+
+def parallel(calls: list[Callable[[], requests.Response]]) -> list[requests.Response]:
+    """Make every call at once, each on its own connection, and return the responses in order."""
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        return list(pool.map(lambda call: call(), calls))
+
+
+def statuses(responses: list[requests.Response]) -> list[int]:
+    return [response.status_code for response in responses]
+
+
+Query = Callable[[str], list[tuple]]
+
+
+def reader(database: Path) -> Query:
+    """Run SQL on `database` beside the running control, read-only."""
+
+    def query(sql: str) -> list[tuple]:
+        with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as connection:
+            rows = connection.execute(sql).fetchall()
+        connection.close()
+        return rows
+
+    return query
+
+
+def snapshot(query: Query) -> dict[str, list[tuple]]:
+    """Every row of every table but the scheduler's."""
+    tables = query("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+    # Table names from sqlite_master, not from input.
+    return {
+        name: query(f'SELECT * FROM "{name}" ORDER BY rowid')  # noqa: S608
+        for (name,) in tables
+        if name not in SCHEDULER_TABLES
+    }
+
+
+def heartbeat_consistency(query: Query) -> int:
+    """Assert every server's newest sample is the one its row points at; return the sample count.
+
+    A heartbeat writes a sample and updates its server in one transaction: a sample without the
+    update (or the reverse) would be a half-written heartbeat.
+    """
+    pointed = dict(query("SELECT id, latest_sample_id FROM server"))
+    newest = dict(query("SELECT server_id, MAX(id) FROM metrics_sample GROUP BY server_id"))
+    assert {server: sample for server, sample in pointed.items() if sample is not None} == newest
+    return query("SELECT COUNT(*) FROM metrics_sample")[0][0]
+
+
+def assert_clean_log(log: str) -> None:
+    """Faults are logged as what they are: no traceback, no masking "cannot rollback"."""
+    assert "Traceback" not in log
+    assert "cannot rollback" not in log
+
+
+# ---------------------------------------------------------------------------------------------
+# Read-only disk
+
+
+@contextmanager
+def unwritable(*paths: Path) -> Iterator[bool]:
+    """Make `paths` unwritable for as long as the block runs; yields whether open files stop too.
+
+    As root `chattr +i`: every write fails, even through a file opened before (root ignores
+    mode bits, so chmod would change nothing). Otherwise chmod a-w, which only stops new opens.
+    The -shm file is left alone on purpose: SQLite maps it, and an immutable mapping is a SIGBUS.
+    """
+    if os.geteuid() == 0:
+        chattr = require_binary("chattr", "chattr (e2fsprogs)")
+        subprocess.run([chattr, "+i", *map(str, paths)], check=True)
+        try:
+            yield True
+        finally:
+            subprocess.run([chattr, "-i", *map(str, paths)], check=True)
+    else:
+        modes = {path: path.stat().st_mode for path in paths}
+        for path in paths:
+            path.chmod(0o444)
+        try:
+            yield False
+        finally:
+            for path, mode in modes.items():
+                path.chmod(mode)
+
+
+def test_read_only_disk_is_503_and_every_thread_recovers(tmp_path):
+    """Reported: after the disk came back, 5 of 8 threads kept failing until a restart."""
+    data = tmp_path / "data"
+    database = data / "homelab.db"
+    with LiveControl(data, agent_key=AGENT, operator_key=OPERATOR) as first:
+        agents = Agents(first.url)
+    # A control just started: its threads open their connections on their first requests, so
+    # most open theirs during the fault, as in the report.
+    live = LiveControl(data, agent_key=AGENT, operator_key=OPERATOR).start(
+        "--threads", str(THREADS)
+    )
+    try:
+        agents.url = live.url
+        query = reader(database)
+        before = snapshot(query)
+        with unwritable(database, Path(f"{database}-wal")) as every_write_fails:
+            health = requests.get(live.url + "/health", timeout=30)
+            writes = parallel(agents.beats() + operator_writes(live.url, "box-0"))
+            read = parallel(reads(live.url))
+            if every_write_fails:
+                during = snapshot(query)
+        assert_unavailable(health)
+        assert "read-only" in health.json()["message"], health.json()
+        assert set(statuses(read)) == {200}  # reading still works
+        for response in writes:
+            if every_write_fails or response.status_code >= 500:
+                assert_unavailable(response)
+        if every_write_fails:
+            assert during == before  # nothing half-written
+
+        # The disk is writable again: every thread answers, at once, without a restart.
+        assert requests.get(live.url + "/health", timeout=30).status_code == 200
+        for _ in range(3):
+            assert set(statuses(parallel(agents.beats() + reads(live.url)))) == {200}
+        heartbeat_consistency(query)
+    finally:
+        live.stop()
+    assert_clean_log(live.log())
+
+
+# ---------------------------------------------------------------------------------------------
+# Full disk
+
+
+class TmpfsControl(LiveControl):
+    """A live control whose data dir is a small tmpfs: a disk the test can fill.
+
+    The tmpfs is mounted in a mount namespace of control's own (`unshare`), so it never shows
+    on the host and goes away with the process; the test reaches it through /proc/<pid>/root.
+    Without root, a user namespace lets the mount happen.
+    """
+
+    def __init__(self, data_dir: Path, size: str, **settings: str):
+        super().__init__(data_dir, **settings)
+        self.data_dir = Path(data_dir).resolve()
+        self.size = size
+
+    def start(self, *extra_args: str) -> TmpfsControl:
+        """Mount the tmpfs over the data dir, then exec `homelab-control serve` in it."""
+        unshare = require_binary("unshare", "unshare (util-linux)")
+        user = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
+        mount = 'mount -t tmpfs -o "size=$1" tmpfs "$2" && shift 2 && exec "$@"'
+        serve = [sys.executable, "-m", "control.cli", "serve", "--host", "127.0.0.1"]
+        serve += ["--port", str(self.port), *extra_args]
+        argv = [unshare, "--mount", "--propagation", "private", *user, "--"]
+        argv += ["sh", "-c", mount, "sh", self.size, str(self.data_dir), *serve]
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            argv, env=self.env, stdout=self._log, stderr=subprocess.STDOUT
+        )
+        wait_until(self._healthy, timeout=30)
+        return self
+
+    def path(self, name: str) -> Path:
+        """`name` in the data dir as control sees it, inside its mount namespace."""
+        assert self.process is not None
+        return Path(f"/proc/{self.process.pid}/root") / self.data_dir.relative_to("/") / name
+
+    def query(self, sql: str) -> list[tuple]:
+        """Run SQL on control's database, read-only, from inside its mount namespace.
+
+        SQLite resolves symlinks in a path, and /proc/<pid>/root is one: through it, it would
+        open the path on the host instead. So the query runs in the namespace (nsenter).
+        """
+        assert self.process is not None
+        nsenter = require_binary("nsenter", "nsenter (util-linux)")
+        user = [] if os.geteuid() == 0 else ["--user", "--preserve-credentials"]
+        script = (
+            "import json, sqlite3, sys\n"
+            "connection = sqlite3.connect(f'file:{sys.argv[1]}?mode=ro', uri=True)\n"
+            "print(json.dumps(connection.execute(sys.argv[2]).fetchall()))\n"
+        )
+        database = str(self.data_dir / "homelab.db")
+        argv = [nsenter, "--target", str(self.process.pid), "--mount", *user, "--"]
+        argv += [sys.executable, "-c", script, database, sql]
+        done = subprocess.run(argv, check=True, capture_output=True, text=True, timeout=60)
+        return [tuple(row) for row in json.loads(done.stdout)]
+
+
+def fill(path: Path) -> None:
+    """Write `path` until the filesystem has no byte left."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        for chunk in (b"\0" * (1 << 20), b"\0" * 4096, b"\0"):
+            while True:
+                try:
+                    os.write(fd, chunk)
+                except OSError as exc:
+                    assert exc.errno == errno.ENOSPC, exc
+                    break
+    finally:
+        os.close(fd)
+
+
+def test_full_disk_is_503_with_the_reason_and_recovers(tmp_path):
+    """Reported: on a full disk /health stayed 200 and the log said "cannot rollback"."""
+    live = TmpfsControl(tmp_path / "data", "16m", agent_key=AGENT, operator_key=OPERATOR)
+    live.start("--threads", str(THREADS))
+    try:
+        agents = Agents(live.url)
+        fill(live.path("filler"))
+
+        health = requests.get(live.url + "/health", timeout=30)
+        assert_unavailable(health)
+        assert "full" in health.json()["message"], health.json()
+        beats = parallel(agents.beats())
+        writes = parallel(operator_writes(live.url, "box-0"))
+        read = parallel(reads(live.url))
+        for response in beats + writes:
+            assert_unavailable(response)
+        assert set(statuses(read)) == {200}
+        assert heartbeat_consistency(live.query) == len(agents.keys)  # nothing half-written
+
+        os.remove(live.path("filler"))  # the operator frees space
+        assert requests.get(live.url + "/health", timeout=30).status_code == 200
+        for _ in range(3):
+            assert set(statuses(parallel(agents.beats() + reads(live.url)))) == {200}
+        assert heartbeat_consistency(live.query) == len(agents.keys) + 3 * PARALLEL
+    finally:
+        live.stop()
+    log = live.log()
+    assert_clean_log(log)
+    assert "database or disk is full" in log  # the cause, not a rollback that could not happen
+
+
+# ---------------------------------------------------------------------------------------------
+# The database file removed (SQLite's own fault, so SQLite only; in-process)
+
+
 @pytest.fixture
 def sqlite_app(tmp_path):
     from control.app import create_app
@@ -60,9 +376,7 @@ def sqlite_app(tmp_path):
 
 @pytest.fixture
 def client(sqlite_app):
-    client = sqlite_app.test_client()
-    assert client.post(HEARTBEAT, json=beat(), headers={"X-API-Key": AGENT}).status_code == 200
-    return client
+    return sqlite_app.test_client()
 
 
 def state():
@@ -71,62 +385,12 @@ def state():
     return MetricsSample.select().count(), server.last_seen, server.latest_sample_id
 
 
-def assert_unavailable(response) -> None:
-    assert response.status_code == 503, response.get_data(as_text=True)
-    body = response.get_json()
-    assert body["code"] == "UNAVAILABLE" and body["message"]
-    assert set(body) == {"code", "message"}
-
-
-def assert_faulty_then_recovers(client, clear, every_write_fails: bool = True) -> None:
-    before = state()
-    assert_unavailable(client.get("/health"))
-    assert_unavailable(client.post(HEARTBEAT, json=beat(cpu=9), headers={"X-API-Key": AGENT}))
-    assert_unavailable(client.post(HEARTBEAT, json=beat("newbox"), headers={"X-API-Key": AGENT}))
-    if every_write_fails:  # when full, a small row may still fit a page another table has
-        assert_unavailable(
-            client.post(
-                "/api/v1/servers",
-                json={"id": "n", "hostname": "n"},
-                headers={"X-API-Key": OPERATOR},
-            )
-        )
-    clear()
-    assert state() == before  # nothing half-written
-    assert Server.get_or_none(Server.id == "newbox") is None
-    assert client.get("/health").status_code == 200
-    assert client.post(HEARTBEAT, json=beat(cpu=3), headers={"X-API-Key": AGENT}).status_code == 200
-    assert state()[0] == before[0] + 1
-
-
-def test_read_only_database_is_503_and_recovers(client):
-    from control.db import db
-
-    db.execute_sql("PRAGMA query_only = ON")
-    assert_faulty_then_recovers(client, lambda: db.execute_sql("PRAGMA query_only = OFF"))
-
-
-def test_full_database_is_503_and_recovers(client):
-    from control.db import db
-
-    pages = db.execute_sql("PRAGMA page_count").fetchone()[0]
-    db.execute_sql(f"PRAGMA max_page_count = {pages}")
-    # Free space left in the last pages still takes a few rows: write until the disk is full.
-    for cpu in range(5000):
-        response = client.post(HEARTBEAT, json=beat(cpu=cpu % 100), headers={"X-API-Key": AGENT})
-        if response.status_code != 200:
-            break
-    assert_unavailable(response)
-    assert_faulty_then_recovers(
-        client,
-        lambda: db.execute_sql("PRAGMA max_page_count = 1073741823"),
-        every_write_fails=False,
-    )
-
-
 def test_removed_database_file_is_503_and_recovers_when_restored(client, tmp_path):
     from control.db import db
 
+    enrolled = client.post(HEARTBEAT, json=beat(), headers={"X-API-Key": AGENT})
+    assert enrolled.status_code == 200
+    key = {"X-API-Key": enrolled.get_json()["agent_key"]}
     path = tmp_path / "homelab.db"
     db.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     backup = tmp_path / "backup.db"
@@ -134,13 +398,13 @@ def test_removed_database_file_is_503_and_recovers_when_restored(client, tmp_pat
     before = state()
     os.remove(path)
     assert_unavailable(client.get("/health"))
-    assert_unavailable(client.post(HEARTBEAT, json=beat(cpu=9), headers={"X-API-Key": AGENT}))
+    assert_unavailable(client.post(HEARTBEAT, json=beat(cpu=9), headers=key))
     assert_unavailable(client.get("/api/v1/servers", headers={"X-API-Key": OPERATOR}))
     assert not path.exists()  # no empty database silently created in its place
     shutil.copy(backup, path)  # the operator restores it
     assert client.get("/health").status_code == 200
     assert state() == before
-    assert client.post(HEARTBEAT, json=beat(cpu=3), headers={"X-API-Key": AGENT}).status_code == 200
+    assert client.post(HEARTBEAT, json=beat(cpu=3), headers=key).status_code == 200
     assert state()[0] == before[0] + 1
 
 
@@ -161,6 +425,14 @@ def test_postgres_restart_under_load_fails_cleanly_and_recovers(tmp_path):
 
             def agent(index: int) -> None:
                 session = requests.Session()
+                # Enroll once with the bootstrap key, then speak with the bound key.
+                enrolled = session.post(
+                    live.url + HEARTBEAT,
+                    json=beat(f"pg-{index}"),
+                    headers={"X-API-Key": AGENT},
+                    timeout=30,
+                )
+                key = enrolled.json()["agent_key"]
                 sent = 0
                 while not stop.is_set() and sent < 5000:  # bounded
                     sent += 1
@@ -168,7 +440,7 @@ def test_postgres_restart_under_load_fails_cleanly_and_recovers(tmp_path):
                         response = session.post(
                             live.url + HEARTBEAT,
                             json=beat(f"pg-{index}"),
-                            headers={"X-API-Key": AGENT},
+                            headers={"X-API-Key": key},
                             timeout=30,
                         )
                     except requests.ConnectionError:
