@@ -17,6 +17,7 @@ from control.fleet.events import EventType
 from control.models import (
     METRIC_FIELDS,
     Action,
+    ApiKey,
     ActionStatus,
     MetricsSample,
     Server,
@@ -162,7 +163,10 @@ def update_server(server_id: str, fields: dict[str, Any]) -> Server:
 
 
 def delete_server(server_id: str) -> None:
-    """Delete a server and its metrics history; its events, actions and audit entries stay."""
+    """Delete a server and its metrics history, and revoke the keys bound to it.
+
+    Its events, actions and audit entries stay; its actions that had not started fail.
+    """
     with write_transaction():
         server = get_or_404(Server, server_id, f"Server '{server_id}'")
         # Explicit delete as well as ON DELETE CASCADE: correctness must not hang on a pragma.
@@ -193,6 +197,11 @@ def delete_server(server_id: str) -> None:
                 for row in failed
             ]
         )
+        # Forget the box's identity too: a new box registered under this id must enroll anew,
+        # not be spoken for by the deleted one's key.
+        ApiKey.update(revoked_at=now).where(
+            (ApiKey.server_id == server_id) & ApiKey.revoked_at.is_null()
+        ).execute()
         server.delete_instance()
         events.record(EventType.SERVER_DELETED, f"server {server_id} deleted", server_id=server_id)
 

@@ -184,3 +184,11 @@ def test_ssh_goes_to_the_address_the_operator_set_never_where_heartbeats_come_fr
     assert client.put("/api/v1/servers/nas", json=body, headers=auth.operator).status_code == 200
     assert beat(client, enrolled, remote="10.6.6.7").status_code == 200
     assert ssh_target(Server.get_by_id("nas"), "root") == ("nas.lan", 22, "admin")
+
+
+def test_deleting_a_server_revokes_its_bound_key(client, auth, enrolled):
+    assert client.delete("/api/v1/servers/nas", headers=auth.operator).status_code == 204
+    assert beat(client, enrolled).status_code == 401
+    # The box (or a new one under this id) enrolls anew with the shared key.
+    again = beat(client, auth.agent_key)
+    assert again.status_code == 200 and again.json["agent_key"] != enrolled
