@@ -14,6 +14,7 @@ import re
 import secrets
 from dataclasses import dataclass
 
+from control.bounds import SERVER_ID_PATTERN
 from control.db import db
 from control.errors import Conflict, NotFound, ValidationFailed
 from control.models import ApiKey, ApiKeyScope, utcnow
@@ -33,7 +34,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
 # A stored key's name: printable ASCII without spaces, so `keys list`, log lines and the audit
 # log's actor stay one unambiguous token. `bootstrap-` names the settings' keys only.
 KEY_NAME = re.compile(r"[\x21-\x7e]{1,100}", re.ASCII)
-SERVER_ID = re.compile(r"[a-z0-9-]{1,100}", re.ASCII)
+SERVER_ID = re.compile(SERVER_ID_PATTERN, re.ASCII)
 BOOTSTRAP_PREFIX = "bootstrap-"
 
 
@@ -139,7 +140,7 @@ def create_key(
     if server_id is not None and not SERVER_ID.fullmatch(server_id):
         raise ValidationFailed(
             "invalid server_id: 1-100 lowercase letters, digits and '-'",
-            errors={"server_id": ["must match ^[a-z0-9-]{1,100}$"]},
+            errors={"server_id": [f"must match {SERVER_ID_PATTERN}"]},
         )
     if server_id and scope != ApiKeyScope.AGENT:
         raise ValidationFailed(

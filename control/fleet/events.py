@@ -8,6 +8,7 @@ import logging
 from typing import Any
 
 from control.bounds import PAGE_LIMIT_DEFAULT
+from control.db import write_transaction
 from control.models import Event
 from control.queries import filtered, page
 
@@ -45,12 +46,15 @@ def record(
 ) -> Event:
     """Append one event (inside the caller's transaction, if any) and log it as one line."""
     log.info(message, extra={"event": event_type, "server_id": server_id})
-    return Event.create(
-        type=event_type,
-        message=message,
-        server_id=server_id,
-        details=json.dumps(details, sort_keys=True) if details else None,
-    )
+    # A savepoint inside the caller's transaction; on its own, a write that queues on SQLite's
+    # in-process writer lock like every other write (see control.db).
+    with write_transaction():
+        return Event.create(
+            type=event_type,
+            message=message,
+            server_id=server_id,
+            details=json.dumps(details, sort_keys=True) if details else None,
+        )
 
 
 def record_many(rows: list[dict[str, Any]]) -> None:
@@ -61,7 +65,8 @@ def record_many(rows: list[dict[str, Any]]) -> None:
         log.info(row["message"], extra={"event": row["type"], "server_id": row.get("server_id")})
         if row.get("details") is not None:
             row["details"] = json.dumps(row["details"], sort_keys=True)
-    Event.insert_many(rows).execute()
+    with write_transaction():
+        Event.insert_many(rows).execute()
 
 
 def list_events(

@@ -17,8 +17,8 @@ from control.fleet.events import EventType
 from control.models import (
     METRIC_FIELDS,
     Action,
-    ApiKey,
     ActionStatus,
+    ApiKey,
     MetricsSample,
     Server,
     ServerStatus,

@@ -18,6 +18,7 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from control.bounds import SERVER_ID_PATTERN
 from control.db import write_transaction
 from control.errors import CommandNotAllowed, ControlError, NotFound, RateLimited, ValidationFailed
 from control.models import AuditEntry
@@ -56,7 +57,7 @@ REFUSALS: tuple[tuple[type[ControlError], AuditResult], ...] = (
 )
 MAX_DETAIL = 2000
 MAX_ASKED = 1000  # of the detail, for what the client asked
-_SERVER_ID = re.compile(r"[a-z0-9-]{1,100}", re.ASCII)
+_SERVER_ID = re.compile(SERVER_ID_PATTERN, re.ASCII)
 _ACTION_TYPE = re.compile(r"[a-z][a-z0-9_]{0,63}", re.ASCII)
 
 
@@ -85,20 +86,21 @@ def record(
         result,
         extra={"audit": True, "server_id": server_id, "action_id": action_id},
     )
-    return AuditEntry.create(
-        actor=actor,
-        scope=scope,
-        source=source,
-        allowed=allowed,
-        result=result,
-        server_id=server_id,
-        action_id=action_id,
-        action_type=action_type,
-        argv=json.dumps(argv) if argv is not None else None,
-        exit_code=exit_code,
-        duration_ms=duration_ms,
-        detail=_storable(detail or "")[:MAX_DETAIL] or None,
-    )
+    with write_transaction():  # see events.record: queue on the writer lock like all writes
+        return AuditEntry.create(
+            actor=actor,
+            scope=scope,
+            source=source,
+            allowed=allowed,
+            result=result,
+            server_id=server_id,
+            action_id=action_id,
+            action_type=action_type,
+            argv=json.dumps(argv) if argv is not None else None,
+            exit_code=exit_code,
+            duration_ms=duration_ms,
+            detail=_storable(detail or "")[:MAX_DETAIL] or None,
+        )
 
 
 def _storable(text: str) -> str:

@@ -44,7 +44,11 @@ def execute_command(
     NotFound, RateLimited, ExecuteNotAllowed (400), ValidationFailed, CommandTimeout and
     SshError as the contract says; a non-zero exit is a result, not an error.
     """
-    who: _AuditFields = {"actor": caller.name, "scope": caller.scope, "source": "execute"}
+    who: _AuditFields = {
+        "actor": caller.name,
+        "scope": caller.scope,
+        "source": audit.AuditSource.EXECUTE,
+    }
     asked = (
         {"command": command}
         if command is not None

@@ -92,28 +92,6 @@ class Remediation:
         audit.record(**entry, allowed=True, result=result, **fields)
         self._observe(entry["action_type"] or "command", entry["source"], elapsed)
 
-    def refuse(
-        self,
-        *,
-        actor: str,
-        scope: str | None,
-        source: str,
-        server_id: str | None,
-        action_type: str | None,
-        detail: str,
-    ) -> None:
-        """Audit an attempt that was refused before anything ran."""
-        audit.record(
-            actor=actor,
-            scope=scope,
-            source=source,
-            allowed=False,
-            result=AuditResult.REFUSED,
-            server_id=server_id,
-            action_type=action_type,
-            detail=detail,
-        )
-
     def close(self) -> None:
         """Close pooled SSH connections."""
         self.executor.close()

@@ -139,6 +139,7 @@ def test_agent_enrolls_keeps_its_key_and_an_impostor_is_refused(
     )
     with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310
         assert json.loads(answer.read())["revoked_keys"] == 1
+
     def kept_key():
         path = state / "agent_key"
         return path.read_text().strip() if path.exists() else None

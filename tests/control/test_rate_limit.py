@@ -121,3 +121,33 @@ def test_the_window_moves(app):
     limiter.hit("k", "actions", now=start + dt.timedelta(seconds=60, milliseconds=1))
     with pytest.raises(RateLimited):
         limiter.hit("k", "actions", now=start + dt.timedelta(seconds=61))
+
+
+def test_concurrent_requests_never_exceed_the_budget(app):
+    """Count-then-insert is serialised per key (an advisory lock on PostgreSQL, the write lock
+    on SQLite): however many requests race, exactly the limit get through."""
+    import threading
+
+    from control.db import db
+
+    limiter = KeyRateLimiter(LIMIT)
+    start = threading.Barrier(4 * LIMIT)
+    outcomes: list[str] = []
+
+    def request():
+        db.connect(reuse_if_open=True)
+        start.wait()
+        try:
+            limiter.hit("racer", "actions")
+            outcomes.append("ok")
+        except RateLimited:
+            outcomes.append("limited")
+        finally:
+            db.close()
+
+    threads = [threading.Thread(target=request) for _ in range(4 * LIMIT)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["limited"] * (3 * LIMIT) + ["ok"] * LIMIT
