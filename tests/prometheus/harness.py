@@ -147,11 +147,11 @@ def prometheus_config(
     return path
 
 
-def alertmanager_config(tmp: Path, *, control: str, operator_key: str, fast: bool) -> Path:
+def alertmanager_config(tmp: Path, *, control: str, alerts_key: str, fast: bool) -> Path:
     """The repo's alertmanager.yml pointing at `control`, with its key in a temp file."""
     config = copy.deepcopy(yaml.safe_load(ALERTMANAGER_YML.read_text()))
-    credentials = tmp / "operator_key"
-    credentials.write_text(operator_key)
+    credentials = tmp / "alerts_key"
+    credentials.write_text(alerts_key)
     credentials.chmod(0o600)
     for receiver in config["receivers"]:
         for hook in receiver.get("webhook_configs", []):

@@ -66,7 +66,7 @@ def live(alertmanager_bin, tmp_path):
     """A real Alertmanager with the repo's config (fast timers) and a fake control webhook."""
     control = FakeControl(operator_key=OPERATOR_KEY).start()
     config = alertmanager_config(
-        tmp_path, control=control.address, operator_key=OPERATOR_KEY, fast=True
+        tmp_path, control=control.address, alerts_key=OPERATOR_KEY, fast=True
     )
     am = Alertmanager(alertmanager_bin, config, tmp_path)
     yield am, control

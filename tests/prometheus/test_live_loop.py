@@ -1,6 +1,6 @@
 """The whole loop with real processes only: `homelab-control serve`, a real `homelab-agent`
 heartbeating to it, the real Prometheus discovering that agent through control's http_sd (viewer
-key from a credentials file), and the real Alertmanager posting to control's webhook (operator
+key from a credentials file), and the real Alertmanager posting to control's webhook (alerts
 key from a credentials file).
 
 A probe rule (`LiveLoopProbe`, firing while the agent is up) stands in for a real incident: it
@@ -123,7 +123,7 @@ def _start_agent(stack: Stack) -> Proc:
 def stack(prometheus_bin, alertmanager_bin, tmp_path_factory):
     """Control, agent, Alertmanager and Prometheus, warmed up until the loop has gone round."""
     tmp = tmp_path_factory.mktemp("live-loop")
-    keys = {scope: secrets.token_urlsafe(24) for scope in ("operator", "agent", "viewer")}
+    keys = {scope: secrets.token_urlsafe(24) for scope in ("operator", "agent", "viewer", "alerts")}
     (tmp / "commands.toml").write_text(COMMANDS)
     (tmp / "known_hosts").write_text("")
     live = Stack(tmp, keys)
@@ -133,6 +133,7 @@ def stack(prometheus_bin, alertmanager_bin, tmp_path_factory):
             operator_key=keys["operator"],
             agent_key=keys["agent"],
             viewer_key=keys["viewer"],
+            alerts_key=keys["alerts"],
             commands_file=tmp / "commands.toml",
             ssh_known_hosts=tmp / "known_hosts",
             ssh_connect_timeout=2,
@@ -151,7 +152,7 @@ def stack(prometheus_bin, alertmanager_bin, tmp_path_factory):
             alertmanager_bin,
             alertmanager_config(
                 tmp, control=live.control.url.removeprefix("http://"),
-                operator_key=keys["operator"], fast=True,
+                alerts_key=keys["alerts"], fast=True,
             ),
             tmp,
         )  # fmt: skip
