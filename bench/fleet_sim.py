@@ -5,7 +5,9 @@ Time is compressed by `--speedup`: the heartbeat interval, `HOMELAB_OFFLINE_AFTE
 healthy server is ever wrongly marked offline (180 s / 60 s = 3 missed heartbeats) is the real
 one, while the request rate is the real fleet's times the speedup. Every agent starts at a
 random phase within one interval (as a fleet that booted over time) and then sends its
-seed-001 heartbeat on a fixed schedule.
+seed-001 heartbeat on a fixed schedule. Control runs with enrollment on, as in production:
+each agent's first heartbeat carries the shared bootstrap key and enrolls its server, and the
+agent sends the bound key from control's answer (`agent_key`) from then on, as a real agent does.
 
 A few agents (`--silent`) register and then fall silent: control must mark exactly those
 offline, which shows the offline detector ran; any other offline transition is a false one.
@@ -17,7 +19,8 @@ client is visible rather than mistaken for a slow control.
     .venv/bin/python bench/fleet_sim.py [--agents 10000] [--speedup 2] [--minutes 6]
         [--connections 64] [--threads 8] [--smoke]
 
-Exit status 1 when any request failed, a healthy agent went offline, or a silent one did not.
+Exit status 1 when any request failed, an agent did not enroll, a healthy agent went offline,
+or a silent one did not.
 
 Over 300 lines: a self-contained script (agent simulation, control process, report) that
 runs from a bare checkout; splitting it would only add imports between bench files.
@@ -28,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import json
 import os
 import random
 import resource
@@ -48,6 +52,7 @@ from payloads import heartbeat_body  # the script's own directory, bench/, is on
 from tests.live import LiveControl
 
 PATH = "/api/v1/agents/heartbeat"
+# The bootstrap agent key control starts with: unbound, so it only enrolls servers.
 AGENT_KEY = "fleet-agent-key"
 VIEWER_KEY = "fleet-viewer-key"
 REAL_INTERVAL = 60
@@ -62,6 +67,7 @@ class Stats:
 
     sent: int = 0
     ok: int = 0
+    enrolled: int = 0  # agents that got their bound key
     errors: dict[str, int] = field(default_factory=dict)
     latencies: list[float] = field(default_factory=list)
     lateness: list[float] = field(default_factory=list)
@@ -77,18 +83,18 @@ class Stats:
         return sum(self.errors.values())
 
 
-def heartbeat(server_id: str, seq: int) -> bytes:
+def heartbeat(server_id: str, seq: int, key: str) -> bytes:
     """The raw HTTP/1.1 request one agent sends: seed-001 body with metrics and os_info."""
     body = heartbeat_body(server_id, seq)
     head = (
         f"POST {PATH} HTTP/1.1\r\nHost: control\r\nContent-Type: application/json\r\n"
-        f"X-API-Key: {AGENT_KEY}\r\nContent-Length: {len(body)}\r\n\r\n"
+        f"X-API-Key: {key}\r\nContent-Length: {len(body)}\r\n\r\n"
     )
     return head.encode() + body
 
 
-async def read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
-    """Read one HTTP/1.1 response; return (status, whether the server keeps the connection)."""
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bool, bytes]:
+    """Read one HTTP/1.1 response: (status, whether the server keeps the connection, body)."""
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split(" ", 2)[1])
@@ -96,8 +102,8 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
     for line in lines[1:]:
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
-    await reader.readexactly(int(headers.get("content-length", "0")))
-    return status, headers.get("connection", "").lower() != "close"
+    body = await reader.readexactly(int(headers.get("content-length", "0")))
+    return status, headers.get("connection", "").lower() != "close", body
 
 
 class Connection:
@@ -108,19 +114,19 @@ class Connection:
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
-    async def request(self, raw: bytes) -> int:
-        """Send `raw` and return the status; raises OSError/asyncio errors on failure."""
+    async def request(self, raw: bytes) -> tuple[int, bytes]:
+        """Send `raw`, return (status, body); raises OSError/asyncio errors on failure."""
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
         try:
             self.writer.write(raw)
-            status, keep = await asyncio.wait_for(read_response(self.reader), REQUEST_TIMEOUT)
+            status, keep, body = await asyncio.wait_for(read_response(self.reader), REQUEST_TIMEOUT)
         except BaseException:
             self.close()
             raise
         if not keep:
             self.close()
-        return status
+        return status, body
 
     def close(self) -> None:
         """Drop the connection; the next request opens a new one."""
@@ -132,8 +138,15 @@ class Connection:
 async def drive(
     port: int, agents: list[str], silent: set[str], interval: float, seconds: float, conns: int
 ) -> Stats:
-    """Send each agent's heartbeat every `interval` s from a random phase for `seconds`."""
+    """Send each agent's heartbeat every `interval` s from a random phase for `seconds`.
+
+    An agent sends the shared key until a 200 answer hands it its bound key, then that key.
+    """
     stats = Stats()
+    bound_keys: dict[str, str] = {}
+    # One heartbeat in flight per agent, as a real agent sends them: were the next one sent
+    # before the enrolling answer arrived, it would carry the shared key and get a 403.
+    busy = {server_id: asyncio.Lock() for server_id in agents}
     rng = random.Random(1)
     phases = sorted((rng.uniform(0, interval), server_id) for server_id in agents)
     queue: asyncio.Queue = asyncio.Queue()
@@ -163,20 +176,32 @@ async def drive(
                 conn.close()
                 return
             due, server_id, seq = item
-            began = loop.time()
-            stats.lateness.append(began - due)
-            stats.late_by_round[seq] = max(stats.late_by_round.get(seq, 0.0), began - due)
-            stats.sent += 1
-            try:
-                status = await conn.request(heartbeat(server_id, seq))
-            except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as exc:
-                stats.error(type(exc).__name__)
-                continue
-            stats.latencies.append(loop.time() - began)
-            if status == 200:
-                stats.ok += 1
-            else:
-                stats.error(f"HTTP {status}")
+            async with busy[server_id]:
+                await beat(conn, due, server_id, seq)
+
+    async def beat(conn: Connection, due: float, server_id: str, seq: int) -> None:
+        """Send one heartbeat of `server_id`: its bound key once it has one, else the shared."""
+        began = loop.time()
+        stats.lateness.append(began - due)
+        stats.late_by_round[seq] = max(stats.late_by_round.get(seq, 0.0), began - due)
+        stats.sent += 1
+        key = bound_keys.get(server_id, AGENT_KEY)
+        try:
+            status, body = await conn.request(heartbeat(server_id, seq, key))
+        except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as exc:
+            stats.error(type(exc).__name__)
+            return
+        stats.latencies.append(loop.time() - began)
+        if status != 200:
+            stats.error(f"HTTP {status}")
+            return
+        stats.ok += 1
+        if server_id not in bound_keys:
+            # The enrolling answer: keep the bound key it carries, shown this once.
+            agent_key = json.loads(body).get("agent_key")
+            if agent_key:
+                bound_keys[server_id] = agent_key
+                stats.enrolled += 1
 
     workers = [asyncio.create_task(worker()) for _ in range(conns)]
     await schedule()
@@ -264,6 +289,10 @@ def run(args: argparse.Namespace) -> int:
             Path(tmp),
             agent_key=AGENT_KEY,
             viewer_key=VIEWER_KEY,
+            # The simulation is a load test of `--agents` new boxes booting at once, all
+            # enrolling with one shared key within one interval: far past the default of 60
+            # per key and hour, which is there to stop a leaked key adding boxes without bound.
+            enroll_rate=max(60, args.agents),
             offline_after=offline_after,
             offline_check_interval=check,
         )
@@ -302,6 +331,7 @@ def run(args: argparse.Namespace) -> int:
         ("heartbeat interval, real -> run", f"{REAL_INTERVAL} s -> {interval:g} s"),
         ("offline after / check, run", f"{offline_after} s / {check} s"),
         ("simulated time (wall)", f"{args.minutes:g} min ({wall:.0f} s)"),
+        ("agents enrolled (bound key kept)", f"{stats.enrolled} of {args.agents}"),
         ("heartbeats sent", f"{stats.sent}"),
         ("requests/s achieved (scheduled)", f"{stats.sent / wall:.0f} ({target:.0f})"),
         ("errors", f"{stats.failed} {stats.errors or ''}".strip()),
@@ -337,6 +367,8 @@ def run(args: argparse.Namespace) -> int:
     problems = []
     if stats.failed:
         problems.append(f"{stats.failed} heartbeats failed")
+    if stats.enrolled != args.agents:
+        problems.append(f"{stats.enrolled} agents enrolled, expected {args.agents}")
     if false_offline:
         problems.append(f"{len(false_offline)} healthy servers went offline")
     if missed_silent:

@@ -6,12 +6,20 @@ os_info for ~1000 distinct server ids, for T seconds. The same load then hits a 
 that returns the same JSON under waitress with the same thread count, in a separate process,
 so the ratio is what control's validation, auth and database write cost per heartbeat.
 
+Control runs with enrollment on, as in production: before the measured window every server id
+enrolls once (one heartbeat each with the shared bootstrap key, `HOMELAB_AGENT_KEY`), and each
+later heartbeat authenticates with the key bound to its server, as a real agent's does; the
+shared key may no longer speak for an enrolled server. The baseline gets the same requests,
+with keys of the same length.
+
 The load comes from `wrk` (Debian package `wrk`, C, epoll) with a Lua script that varies the
 server id and the metrics; without it, from Python processes (heavier on a 2-core box, so the
 load generator's own CPU share is printed beside every row).
 
     .venv/bin/python bench/heartbeat_ingest.py [--duration 10] [--connections 16] [--threads 8]
         [--databases sqlite,postgres] [--runs 2] [--client auto|wrk|python] [--smoke]
+
+Exit status 1 when any heartbeat was not answered 200.
 
 Over 300 lines: a self-contained script (load generator, both servers, profiles, report)
 that runs from a bare checkout.
@@ -25,6 +33,7 @@ import logging
 import multiprocessing
 import os
 import resource
+import secrets
 import shutil
 import statistics
 import subprocess
@@ -44,13 +53,17 @@ from tests.live import LiveControl
 from tests.postgres import PostgresCluster
 
 PATH = "/api/v1/agents/heartbeat"
+# The bootstrap agent key control starts with: unbound, so it may only enroll servers.
 AGENT_KEY = "bench-agent-key"
 RESPONSE = {"status": "ok", "server_registered": False, "pending_commands": []}
 GOALS = {"rate": 1000.0, "p99_ms": 50.0, "ratio": 0.5}
 
 LUA = r"""
 local servers = %(servers)d
-local key = "%(key)s"
+-- keys[i + 1] is the key bound to server bench-<i>
+local keys = {
+%(keys)s
+}
 local counter = 0
 local offset = 0
 local n = 0
@@ -70,12 +83,13 @@ end
 
 function request()
   counter = counter + 1
-  local id = string.format("bench-%%04d", (counter * %(wrk_threads)d + offset) %% servers)
+  local index = (counter * %(wrk_threads)d + offset) %% servers
+  local id = string.format("bench-%%04d", index)
   local body = string.format(template, id, id, os.date("!%%Y-%%m-%%dT%%H:%%M:%%SZ"),
     math.random() * 100, math.random() * 100, math.random(1000, 16000),
     counter * 1500, counter * 900, 86400 + counter)
   return wrk.format("POST", "%(path)s",
-    {["Content-Type"] = "application/json", ["X-API-Key"] = key}, body)
+    {["Content-Type"] = "application/json", ["X-API-Key"] = keys[index + 1]}, body)
 end
 
 function done(summary, latency, requests)
@@ -181,12 +195,22 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_wrk(url: str, key: str, connections: int, seconds: float, servers: int) -> dict:
-    """Drive `url` with wrk for `seconds`; the Lua `done` hook prints the figures as JSON."""
+def server_id(index: int) -> str:
+    """The id of simulated server `index` (the Lua script formats it the same way)."""
+    return f"bench-{index:04d}"
+
+
+def run_wrk(url: str, keys: list[str], connections: int, seconds: float) -> dict:
+    """Drive `url` with wrk for `seconds`; the Lua `done` hook prints the figures as JSON.
+
+    `keys[i]` is the key sent with server i's heartbeats; there is one server id per key.
+    """
     wrk_threads = min(2, connections)
+    # A Lua table literal, one key a line (json.dumps quotes them as Lua does).
+    table = ",\n".join(json.dumps(key) for key in keys)
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(
-            LUA % {"servers": servers, "key": key, "path": PATH, "wrk_threads": wrk_threads}
+            LUA % {"servers": len(keys), "keys": table, "path": PATH, "wrk_threads": wrk_threads}
         )
     try:
         output = subprocess.run(
@@ -218,7 +242,7 @@ def run_wrk(url: str, key: str, connections: int, seconds: float, servers: int) 
     }
 
 
-def _python_worker(url, key, connections, seconds, servers, index, queue):
+def _python_worker(url, keys, connections, seconds, process_index, queue):
     """One load process: `connections` threads, each one keep-alive connection, closed loop."""
     import http.client
     from urllib.parse import urlparse
@@ -234,10 +258,12 @@ def _python_worker(url, key, connections, seconds, servers, index, queue):
         mine: list[float] = []
         bad = 0
         counter = thread_index
-        headers = {"Content-Type": "application/json", "X-API-Key": key}
         while time.perf_counter() < deadline:
             counter += 1
-            body = heartbeat_body(f"bench-{(counter * 97 + index) % servers:04d}", counter)
+            index = (counter * 97 + process_index) % len(keys)
+            body = heartbeat_body(server_id(index), counter)
+            # Each server's heartbeats carry its own bound key, as its agent's would.
+            headers = {"Content-Type": "application/json", "X-API-Key": keys[index]}
             started = time.perf_counter()
             try:
                 conn.request("POST", PATH, body, headers)
@@ -261,15 +287,18 @@ def _python_worker(url, key, connections, seconds, servers, index, queue):
     queue.put((latencies, failures[0]))
 
 
-def run_python(url: str, key: str, connections: int, seconds: float, servers: int) -> dict:
-    """Drive `url` from two Python processes (one per core) when wrk is not installed."""
+def run_python(url: str, keys: list[str], connections: int, seconds: float) -> dict:
+    """Drive `url` from two Python processes (one per core) when wrk is not installed.
+
+    `keys[i]` is the key sent with server i's heartbeats; there is one server id per key.
+    """
     processes = min(2, connections)
     queue: multiprocessing.Queue = multiprocessing.Queue()
     started = time.perf_counter()
     workers = [
         multiprocessing.Process(
             target=_python_worker,
-            args=(url, key, connections // processes, seconds, servers, i, queue),
+            args=(url, keys, connections // processes, seconds, i, queue),
         )
         for i in range(processes)
     ]
@@ -294,12 +323,12 @@ def run_python(url: str, key: str, connections: int, seconds: float, servers: in
     }
 
 
-def measure(name: str, url: str, pid: int, args, key: str = AGENT_KEY) -> Result:
-    """Warm up (registers the server ids), then one measured run with CPU accounting."""
+def measure(name: str, url: str, pid: int, args, keys: list[str]) -> Result:
+    """Warm up, then one measured run with CPU accounting; `keys[i]` is server i's key."""
     load = run_wrk if args.client == "wrk" else run_python
-    load(url, key, args.connections, args.warmup, args.servers)
+    load(url, keys, args.connections, args.warmup)
     server_before, client_before = cpu_seconds(pid), children_cpu()
-    figures = load(url, key, args.connections, args.duration, args.servers)
+    figures = load(url, keys, args.connections, args.duration)
     server_cpu = (cpu_seconds(pid) - server_before) / figures["seconds"]
     client_cpu = (children_cpu() - client_before) / figures["seconds"]
     return Result(target=name, server_cpu=server_cpu, client_cpu=client_cpu, **figures)
@@ -315,6 +344,41 @@ def heartbeats_counted(url: str) -> int:
     return 0
 
 
+def enroll(url: str, servers: int, connections: int = 4) -> list[str]:
+    """Enroll servers 0..servers-1 as new agents do; return the key bound to each, in order.
+
+    One heartbeat per server with the shared bootstrap key; control answers each with
+    `agent_key`, the only key that may speak for that server from then on. A setup phase,
+    not measured; a few connections at once only to make it shorter.
+    """
+    import http.client
+    from concurrent.futures import ThreadPoolExecutor
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    headers = {"Content-Type": "application/json", "X-API-Key": AGENT_KEY}
+    keys = [""] * servers
+
+    def enroll_every_nth(first: int) -> None:
+        conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
+        try:
+            for index in range(first, servers, connections):
+                conn.request("POST", PATH, heartbeat_body(server_id(index), 0), headers)
+                answer = conn.getresponse()
+                body = answer.read()
+                if answer.status != 200 or b"agent_key" not in body:
+                    raise RuntimeError(
+                        f"enrolling {server_id(index)}: HTTP {answer.status} {body.decode()}"
+                    )
+                keys[index] = json.loads(body)["agent_key"]
+        finally:
+            conn.close()
+
+    with ThreadPoolExecutor(connections) as pool:
+        list(pool.map(enroll_every_nth, range(connections)))  # list(): re-raise any failure
+    return keys
+
+
 def run_control(database_url: str, name: str, args) -> Result:
     """Measure `homelab-control serve` on `database_url` (a fresh data dir)."""
     with tempfile.TemporaryDirectory(prefix="bench-hb-") as data_dir:
@@ -322,22 +386,22 @@ def run_control(database_url: str, name: str, args) -> Result:
             Path(data_dir),
             database_url=database_url or f"sqlite:///{data_dir}/homelab.db",
             agent_key=AGENT_KEY,
+            # The bench is a load test of `--servers` new boxes arriving at once, all enrolled
+            # with one shared key within seconds: far past the default of 60 per key and hour,
+            # which is there to stop a leaked key from adding boxes without bound.
+            enroll_rate=max(60, args.servers),
             log_level="WARNING",
         )
-        key = AGENT_KEY
-        if args.stored_key:
-            # The production path: a key made by `homelab-control keys create`, found by hash
-            # in the database, not a bootstrap key from the environment.
-            key = subprocess.run(
-                [sys.executable, "-m", "control.cli", "keys", "create", "--scope", "agent"],
-                env=live.env,
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout.strip()
         live.start("--threads", str(args.threads))
         try:
-            result = measure(name, live.url, live.process.pid, args, key)
+            began = time.perf_counter()
+            keys = enroll(live.url, args.servers)
+            print(
+                f"{name}: enrolled {len(keys)} of {args.servers} servers in "
+                f"{time.perf_counter() - began:.1f} s (setup, not measured); each heartbeat "
+                "then sends its server's bound key"
+            )
+            result = measure(name, live.url, live.process.pid, args, keys)
             stored = heartbeats_counted(live.url)
         finally:
             live.stop()
@@ -353,7 +417,7 @@ def print_table(results: list[Result], args) -> None:
     print(
         f"\nheartbeat ingest: {args.connections} connections, waitress threads={args.threads}, "
         f"{args.servers} server ids, {args.duration:.0f} s per run, load from {args.client}, "
-        f"{'stored' if args.stored_key else 'bootstrap'} agent key"
+        "each server's bound (stored) agent key"
     )
     print(
         f"{'target':<12} {'hb/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} "
@@ -389,12 +453,6 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=2, help="runs per target, interleaved")
     parser.add_argument("--databases", default="sqlite,postgres", help="comma-separated")
     parser.add_argument("--client", choices=["auto", "wrk", "python"], default="auto")
-    parser.add_argument(
-        "--bootstrap-key",
-        dest="stored_key",
-        action="store_false",
-        help="authenticate with HOMELAB_AGENT_KEY instead of a stored key",
-    )
     parser.add_argument("--smoke", action="store_true", help="a few seconds, SQLite only")
     parser.add_argument("--serve-baseline", nargs=2, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -417,11 +475,15 @@ def main() -> int:
             cluster = PostgresCluster()
             cluster.start()
     results: list[Result] = []
+    # The baseline checks no key, but gets requests of the same size as control's.
+    baseline_keys = [f"hlc_{secrets.token_urlsafe(32)}" for _ in range(args.servers)]
     try:
         with Baseline(args.threads) as baseline:
             for _ in range(args.runs):
                 # Interleave targets so drift on a shared machine hits all alike.
-                results.append(measure("baseline", baseline.url, baseline.process.pid, args))
+                results.append(
+                    measure("baseline", baseline.url, baseline.process.pid, args, baseline_keys)
+                )
                 for name in databases:
                     url = cluster.url if name == "postgres" else ""
                     results.append(run_control(url, name, args))
@@ -431,7 +493,10 @@ def main() -> int:
         if cluster:
             cluster.stop()
     print_table(results, args)
-    return 0
+    failed = [r for r in results if r.failures]
+    for r in failed:
+        print(f"FAIL: {r.target}: {r.failures} of {r.requests} heartbeats not answered 200")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -34,6 +34,15 @@ def test_heartbeat_ingest_bench_runs():
     require_binary(shutil.which("wrk"), "wrk (Debian package wrk)")
     out = run_bench("heartbeat_ingest.py")
     assert "baseline" in out and "sqlite" in out and "ratio" in out
+    # Control is started with enrollment on, as in production: each simulated server enrolls
+    # once with the shared key, and every measured heartbeat must then be accepted with the
+    # key bound to its server (a shared key would get 403 for an enrolled server).
+    assert "sqlite: enrolled 50 of 50 servers" in out
+    table = [
+        line.split() for line in out.splitlines() if line.split()[:1] in (["baseline"], ["sqlite"])
+    ]
+    errors = {row[0]: row[4] for row in table if len(row) == 7}
+    assert errors == {"baseline": "0", "sqlite": "0"}, out
 
 
 def test_inventory_scale_bench_runs():

@@ -1,4 +1,4 @@
-"""`bench/fleet_sim.py --smoke` keeps working: a few seconds, 200 agents, exit 0, table printed.
+"""`bench/fleet_sim.py --smoke` keeps working: a few seconds, 200 agents enroll, exit 0, table.
 
 Not a timed test: the script itself fails (exit 1) on any error, any false offline transition,
 or a silent agent control never marked offline; the figures are only printed.
@@ -26,6 +26,9 @@ def test_fleet_sim_smoke_runs_clean_and_prints_its_table():
     assert "fleet simulation:" in out
     rows = dict(line.rsplit("  ", 1) for line in out.splitlines() if "  " in line)
     rows = {name.strip(): value.strip() for name, value in rows.items()}
+    # Every agent enrolled on its first heartbeat with the shared key and kept the bound key
+    # it got back: later heartbeats with the shared key would be refused (403).
+    assert rows["agents enrolled (bound key kept)"] == "200 of 200"
     assert rows["errors"] == "0"
     assert rows["false offline transitions"] == "0"
     assert rows["silent agents marked offline"] == "3 of 3"
