@@ -170,13 +170,22 @@ class _ProbeDone(Exception):
 
 
 def write_problem() -> str | None:
-    """Why the bound database cannot take writes right now, or None (SQLite file only).
+    """Why the bound database cannot take writes right now, or None.
 
-    After the cheap checks, a real write: `BEGIN IMMEDIATE`, a header field rewritten with its
-    own value, `ROLLBACK`. Nothing reaches the disk, but a connection that cannot write (SQLite
-    opened it read-only) fails here, and is replaced like after any failed write.
+    PostgreSQL: a standby, or read-only by configuration (`default_transaction_read_only`).
+    SQLite (a file): after the cheap checks (`writable_problem`), a real write: `BEGIN
+    IMMEDIATE`, a header field rewritten with its own value, `ROLLBACK`. Nothing reaches the
+    disk, but a connection that cannot write (SQLite opened it read-only) fails here, and is
+    replaced like after any failed write.
     """
     database = db.obj
+    if isinstance(database, peewee.PostgresqlDatabase):
+        read_only, standby = db.execute_sql(
+            "SELECT current_setting('transaction_read_only'), pg_is_in_recovery()"
+        ).fetchone()
+        if standby:
+            return "database is a read-only standby"
+        return "database is read-only" if read_only == "on" else None
     if not isinstance(database, FileSqliteDatabase):
         return None
     problem = database.writable_problem()

@@ -30,6 +30,9 @@ HTTP_CODES = {
 }
 
 DATABASE_DOWN = (peewee.OperationalError, peewee.InterfaceError)
+# PostgreSQL's SQLSTATE for a write refused by a read-only database (a standby, or
+# default_transaction_read_only): psycopg2 raises it as an InternalError.
+READ_ONLY_SQL_TRANSACTION = "25006"
 
 
 class ErrorSchema(ma.Schema):
@@ -96,6 +99,13 @@ def handle_database_error(error: Exception):
     return handle_control_error(Unavailable("Database unavailable, try again shortly"))
 
 
+def handle_internal_database_error(error: peewee.InternalError):
+    """A write refused by a read-only PostgreSQL is the database being unavailable, not a bug."""
+    if getattr(getattr(error, "orig", None), "pgcode", None) == READ_ONLY_SQL_TRANSACTION:
+        return handle_database_error(error)
+    return handle_unexpected(error)
+
+
 def handle_unexpected(error: Exception):
     """Anything else: logged with its traceback server-side, a bare 500 for the client."""
     if isinstance(error, HTTPException):
@@ -110,4 +120,5 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(ControlError, handle_control_error)
     for exc_type in DATABASE_DOWN:
         app.register_error_handler(exc_type, handle_database_error)
+    app.register_error_handler(peewee.InternalError, handle_internal_database_error)
     app.register_error_handler(Exception, handle_unexpected)

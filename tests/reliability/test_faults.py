@@ -95,7 +95,21 @@ class Agents:
         )
 
 
-def operator_writes(url: str, server_id: str) -> list[Callable[[], requests.Response]]:
+SPARE = "spare"  # the server operator writes aim at, apart from the agents' servers
+
+
+def add_spare(url: str) -> None:
+    """Register the server `operator_writes` change (and delete)."""
+    response = requests.post(
+        f"{url}/api/v1/servers",
+        json={"id": SPARE, "hostname": SPARE},
+        headers={"X-API-Key": OPERATOR},
+        timeout=30,
+    )
+    assert response.status_code == 201, response.text
+
+
+def operator_writes(url: str, server_id: str = SPARE) -> list[Callable[[], requests.Response]]:
     """One call of every kind of write an operator or a new agent makes."""
     op = {"X-API-Key": OPERATOR}
     servers = f"{url}/api/v1/servers"
@@ -213,6 +227,7 @@ def test_read_only_disk_is_503_and_every_thread_recovers(tmp_path):
     database = data / "homelab.db"
     with LiveControl(data, agent_key=AGENT, operator_key=OPERATOR) as first:
         agents = Agents(first.url)
+        add_spare(first.url)
     # A control just started: its threads open their connections on their first requests, so
     # most open theirs during the fault, as in the report.
     live = LiveControl(data, agent_key=AGENT, operator_key=OPERATOR).start(
@@ -224,7 +239,7 @@ def test_read_only_disk_is_503_and_every_thread_recovers(tmp_path):
         before = snapshot(query)
         with unwritable(database, Path(f"{database}-wal")) as every_write_fails:
             health = requests.get(live.url + "/health", timeout=30)
-            writes = parallel(agents.beats() + operator_writes(live.url, "box-0"))
+            writes = parallel(agents.beats() + operator_writes(live.url))
             read = parallel(reads(live.url))
             if every_write_fails:
                 during = snapshot(query)
@@ -327,13 +342,14 @@ def test_full_disk_is_503_with_the_reason_and_recovers(tmp_path):
     live.start("--threads", str(THREADS))
     try:
         agents = Agents(live.url)
+        add_spare(live.url)
         fill(live.path("filler"))
 
         health = requests.get(live.url + "/health", timeout=30)
         assert_unavailable(health)
         assert "full" in health.json()["message"], health.json()
         beats = parallel(agents.beats())
-        writes = parallel(operator_writes(live.url, "box-0"))
+        writes = parallel(operator_writes(live.url))
         read = parallel(reads(live.url))
         for response in beats + writes:
             assert_unavailable(response)
@@ -406,6 +422,51 @@ def test_removed_database_file_is_503_and_recovers_when_restored(client, tmp_pat
     assert state() == before
     assert client.post(HEARTBEAT, json=beat(cpu=3), headers=key).status_code == 200
     assert state()[0] == before[0] + 1
+
+
+def set_read_only(cluster: PostgresCluster, read_only: bool) -> None:
+    """Make every session of the cluster read-only (as a standby is), or writable again."""
+    import psycopg2
+
+    connection = psycopg2.connect(cluster.url)
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        cursor.execute("SET default_transaction_read_only = off")  # this session may still
+        value = "on" if read_only else "off"
+        cursor.execute(f"ALTER SYSTEM SET default_transaction_read_only = {value}")
+        cursor.execute("SELECT pg_reload_conf()")
+    connection.close()
+
+
+def test_read_only_postgres_is_503_with_the_reason_and_recovers(tmp_path):
+    """A PostgreSQL that refuses writes (a standby, or read-only by configuration)."""
+    require_binary(PostgresCluster.find_bin("initdb"), "PostgreSQL (initdb)")
+    cluster = PostgresCluster()
+    cluster.start()
+    try:
+        with LiveControl(
+            tmp_path, database_url=cluster.url, agent_key=AGENT, operator_key=OPERATOR
+        ) as live:
+            agents = Agents(live.url)
+            add_spare(live.url)
+            set_read_only(cluster, True)
+            wait_until(lambda: requests.get(live.url + "/health", timeout=30).status_code == 503)
+            health = requests.get(live.url + "/health", timeout=30)
+            writes = parallel(agents.beats() + operator_writes(live.url))
+            read = parallel(reads(live.url))
+            set_read_only(cluster, False)
+            wait_until(lambda: requests.get(live.url + "/health", timeout=30).status_code == 200)
+            after = [parallel(agents.beats() + reads(live.url)) for _ in range(3)]
+            log = live.log()
+        assert_unavailable(health)
+        assert "read-only" in health.json()["message"], health.json()
+        for response in writes:
+            assert_unavailable(response)
+        assert set(statuses(read)) == {200}
+        assert all(set(statuses(batch)) == {200} for batch in after)
+        assert_clean_log(log)
+    finally:
+        cluster.stop()
 
 
 def test_postgres_restart_under_load_fails_cleanly_and_recovers(tmp_path):
