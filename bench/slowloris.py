@@ -8,7 +8,7 @@ probes again while they are held. Probes behave like the agent: a new connection
 (urllib), 10 s timeout.
 
     .venv/bin/python bench/slowloris.py [--connections 3000] [--modes idle,trickle]
-        [--duration 15] [--server serve|gunicorn|granian] [--serve-args "--threads 8"]
+        [--duration 15] [--settle 0] [--server serve|gunicorn|granian] [--serve-args "..."]
         [--extra-path DIR] [--smoke]
 
 `--server gunicorn|granian` runs `control.wsgi:app` under that server instead (API only, no
@@ -337,6 +337,7 @@ def run(args: argparse.Namespace) -> list[Phase]:
         phases.append(phase)
         for mode in args.modes:
             with Slowloris(target.port, args.connections, mode) as attack:
+                time.sleep(args.settle)  # 0: probe during the accept storm, as an attacker would
                 phase = Phase(f"{mode} x{args.connections}")
                 cpu = target.cpu_seconds()
                 phase.probes = run_probes(target, args.duration, args.probes, keys)
@@ -377,6 +378,9 @@ def main() -> int:
     parser.add_argument("--modes", default="idle,trickle", help="comma-separated: idle,trickle")
     parser.add_argument("--duration", type=float, default=15.0, help="seconds per phase")
     parser.add_argument("--probes", type=int, default=2, help="concurrent probe loops")
+    parser.add_argument(
+        "--settle", type=float, default=0.0, help="seconds between opening and probing"
+    )
     parser.add_argument("--server", choices=["serve", "gunicorn", "granian"], default="serve")
     parser.add_argument("--serve-args", default="", help="extra arguments for the server")
     parser.add_argument("--extra-path", default="", help="PYTHONPATH entry with gunicorn/granian")

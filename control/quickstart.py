@@ -1,21 +1,26 @@
 """`make run`: control on SQLite plus one local agent, with keys generated on first start.
 
-Development convenience only. The keys are kept in clear in `.homelab/dev-keys.env` (mode 600)
-so the local agent can use them on every start; production keys come from
-`homelab-control keys create`, which stores only hashes.
+Development convenience only. The keys are kept in clear in `.homelab/dev-keys.env` (mode 600,
+enforced at every start) so the same keys work on every start; production keys come from
+`homelab-control keys create`, which stores only hashes. The local agent gets the agent key
+alone, never the operator or viewer key, and keeps its enrolled key in `.homelab/agent`.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+import psutil
 
 DATA_DIR = Path(os.environ.get("HOMELAB_DATA_DIR", ".homelab"))
 KEYS_FILE = DATA_DIR / "dev-keys.env"
@@ -28,6 +33,8 @@ SCOPES = ("operator", "agent", "viewer")
 def load_or_create_keys() -> tuple[dict[str, str], bool]:
     """The dev keys by scope, generating and saving them on the first run."""
     if KEYS_FILE.exists():
+        # Whatever mode the file was given since (a copy, an editor, a checkout): keys are 600.
+        os.chmod(KEYS_FILE, 0o600, follow_symlinks=False)
         pairs = (line.split("=", 1) for line in KEYS_FILE.read_text().splitlines() if "=" in line)
         stored = {
             name.removeprefix("HOMELAB_").removesuffix("_KEY").lower(): value
@@ -37,13 +44,67 @@ def load_or_create_keys() -> tuple[dict[str, str], bool]:
             return stored, False
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     created = {scope: f"hlc_{secrets.token_urlsafe(32)}" for scope in SCOPES}
-    KEYS_FILE.touch(mode=0o600)
-    KEYS_FILE.write_text("".join(f"HOMELAB_{s.upper()}_KEY={k}\n" for s, k in created.items()))
+    # O_CREAT's mode applies only to a new file; fchmod narrows one that was already there.
+    fd = os.open(KEYS_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        os.fchmod(fd, 0o600)
+        handle.write("".join(f"HOMELAB_{s.upper()}_KEY={k}\n" for s, k in created.items()))
     return created, True
 
 
-def wait_for_health(url: str, process: subprocess.Popen, timeout: float = 30) -> None:
-    """Block until control answers /health, or exit if it died."""
+def port_in_use(host: str, port: int) -> bool:
+    """Whether something already listens on host:port (so control could not bind it).
+
+    Bound the way waitress binds (SO_REUSEADDR), so a socket left in TIME_WAIT by the last run
+    is not mistaken for a server.
+    """
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        return False  # control will report the bad host itself
+    for family, kind, proto, _, address in addresses:
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    return True
+    return False
+
+
+def port_taken_message(what: str, host: str, port: int, variable: str, holder: str) -> str:
+    """The one line that says a port is taken, by what probably, and how to pick another."""
+    return (
+        f"{what}: port {port} on {host} is already in use ({holder}?). "
+        f"Stop that server or choose another port: make run {variable}={port + 1}"
+    )
+
+
+def control_port_taken(port: int) -> str:
+    """The message for a control port someone else holds."""
+    return port_taken_message("control", HOST, port, "PORT", "another control or `make run`")
+
+
+def listens_on(process: subprocess.Popen, port: int) -> bool | None:
+    """Whether `process` itself holds a listening TCP socket on `port`; None if unknowable."""
+    try:
+        connections = psutil.Process(process.pid).net_connections(kind="tcp")
+    except psutil.AccessDenied:
+        return None  # some systems hide even a child's sockets: trust the health answer
+    except psutil.NoSuchProcess:
+        return False
+    return any(
+        c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port for c in connections
+    )
+
+
+def wait_for_health(url: str, process: subprocess.Popen, port: int, timeout: float = 30) -> None:
+    """Block until the control just started answers /health; exit if it died or is not the one.
+
+    A 200 counts only once `process` holds the port: until then it comes from some other
+    server that took the port first, and "running" would point the user at that one.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -51,11 +112,34 @@ def wait_for_health(url: str, process: subprocess.Popen, timeout: float = 30) ->
         try:
             with urllib.request.urlopen(url + "/health", timeout=1) as response:  # noqa: S310
                 if response.status == 200:
-                    return
+                    if listens_on(process, port) is not False:
+                        return
+                    # Another server answered: ours cannot bind the port and would exit.
+                    process.terminate()
+                    process.wait(timeout=10)
+                    sys.exit(control_port_taken(port))
         except (urllib.error.URLError, OSError):
             pass
         time.sleep(0.2)
     sys.exit("control did not become healthy within 30 s")
+
+
+def agent_environment(url: str, agent_key: str) -> dict[str, str]:
+    """The local agent's environment: what it needs and no other HOMELAB_* variable.
+
+    In particular not the operator and viewer keys (nor a database URL with its password)
+    that control's environment holds: the agent runs with the agent key alone, enrolls with
+    it, and keeps the key bound to its server in `<data dir>/agent`.
+    """
+    env = {name: value for name, value in os.environ.items() if not name.startswith("HOMELAB_")}
+    env.update(
+        HOMELAB_CONTROL_URL=url,
+        HOMELAB_API_KEY=agent_key,
+        HOMELAB_LISTEN_ADDRESS=HOST,
+        HOMELAB_LISTEN_PORT=str(AGENT_PORT),
+        HOMELAB_STATE_DIR=str((DATA_DIR / "agent").resolve()),
+    )
+    return env
 
 
 def banner(url: str, keys: dict[str, str], new: bool, agent: bool) -> str:
@@ -88,6 +172,8 @@ def _interrupt(*_: object) -> None:
 
 def main() -> int:
     """Start control and a local agent, print the banner, stop both on Ctrl-C or SIGTERM."""
+    if port_in_use(HOST, PORT):
+        sys.exit(control_port_taken(PORT))
     keys, new = load_or_create_keys()
     env = {**os.environ, "HOMELAB_DATA_DIR": str(DATA_DIR)}
     env.update({f"HOMELAB_{scope.upper()}_KEY": key for scope, key in keys.items()})
@@ -98,17 +184,17 @@ def main() -> int:
             env=env,
         )
     ]
-    wait_for_health(url, processes[0])
-    agent_env = {
-        **env,
-        "HOMELAB_CONTROL_URL": url,
-        "HOMELAB_API_KEY": keys["agent"],
-        "HOMELAB_LISTEN_ADDRESS": HOST,
-        "HOMELAB_LISTEN_PORT": str(AGENT_PORT),
-    }
-    processes.append(subprocess.Popen([sys.executable, "-m", "exporter_agent"], env=agent_env))
-    time.sleep(1)
-    agent_running = processes[1].poll() is None
+    wait_for_health(url, processes[0], PORT)
+    if port_in_use(HOST, AGENT_PORT):
+        # Often node_exporter, on the same default port: control runs on without the agent.
+        holder = "node_exporter or another agent"
+        print(port_taken_message("local agent not started", HOST, AGENT_PORT, "AGENT_PORT", holder))
+        agent_running = False
+    else:
+        agent_env = agent_environment(url, keys["agent"])
+        processes.append(subprocess.Popen([sys.executable, "-m", "exporter_agent"], env=agent_env))
+        time.sleep(1)
+        agent_running = processes[1].poll() is None
     print(banner(url, keys, new, agent_running), flush=True)
 
     signal.signal(signal.SIGTERM, _interrupt)
