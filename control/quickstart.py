@@ -42,7 +42,8 @@ def load_or_create_keys() -> tuple[dict[str, str], bool]:
         }
         if all(stored.get(scope) for scope in SCOPES):
             return stored, False
-    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    DATA_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+    DATA_DIR.chmod(0o700)  # the dev keys and the database live here
     created = {scope: f"hlc_{secrets.token_urlsafe(32)}" for scope in SCOPES}
     # O_CREAT's mode applies only to a new file; fchmod narrows one that was already there.
     fd = os.open(KEYS_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
