@@ -24,7 +24,9 @@ from control.remediation import actions
 
 log = logging.getLogger(__name__)
 
-AUTH_FAILURE_REASONS = ("missing", "invalid", "forbidden")
+# missing/invalid/forbidden: authentication; not_bound: an agent key refused for a server it
+# may not speak for (enrollment); enroll_rate: an unbound key past its hourly enrollments.
+AUTH_FAILURE_REASONS = ("missing", "invalid", "forbidden", "not_bound", "enroll_rate")
 
 prometheus_client.disable_created_metrics()  # no `_created` series: they only add noise
 
@@ -197,7 +199,8 @@ class ControlMetrics:
         self.auth_failures = Counter(
             "homelab_auth_failures",
             "Requests refused by this process for their API key: missing, invalid (unknown or "
-            "revoked), or forbidden (a valid key outside its scope).",
+            "revoked), forbidden (a valid key outside its scope), not_bound (an agent key for "
+            "a server it may not speak for) or enroll_rate (past the hourly enrollments).",
             ["reason"],
             registry=self.registry,
         )

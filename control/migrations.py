@@ -131,6 +131,15 @@ def _v6_rate_limit_hits(migrator: SchemaMigrator) -> None:
     db.create_tables([RateLimitHit], safe=True)
 
 
+def _v7_ssh_address(migrator: SchemaMigrator) -> None:
+    """Version 7: the SSH address pinned at registration (heartbeats no longer move SSH)."""
+    run_operations(
+        migrator.add_column("server", "ssh_address", pw.CharField(max_length=255, null=True))
+    )
+    # Existing servers keep going where they went before, minus the heartbeat address.
+    db.execute_sql('UPDATE "server" SET "ssh_address" = "hostname"')
+
+
 # Each step takes a SchemaMigrator; step N brings version N-1 to version N.
 # Version 1 is the initial schema (servers, samples, events, keys, scheduler rows).
 MIGRATIONS: list[Callable[[SchemaMigrator], None]] = [
@@ -139,6 +148,7 @@ MIGRATIONS: list[Callable[[SchemaMigrator], None]] = [
     _v4_actions_outlive_servers,
     _v5_enrollment,
     _v6_rate_limit_hits,
+    _v7_ssh_address,
 ]
 LATEST_VERSION = 1 + len(MIGRATIONS)
 MIGRATION_LOCK_ID = 0x484F4D45  # arbitrary, constant: "HOME"

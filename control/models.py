@@ -53,6 +53,10 @@ class Server(BaseModel):
     agent_version = pw.CharField(max_length=50, null=True)
     metrics_port = pw.IntegerField(null=True)
     last_seen_address = pw.CharField(max_length=45, null=True)
+    # Where SSH goes when ip_address is unset: the host name the operator gave, or for a server
+    # registered by its heartbeat the address that heartbeat came from. Heartbeats never change
+    # it, so a box cannot move SSH commands (its own or another's) by reporting a new name.
+    ssh_address = pw.CharField(max_length=255, null=True)
     is_paused = pw.BooleanField(default=False)  # maintenance mode: actions wait for approval
     tags = pw.TextField(null=True)  # JSON list of ^[a-z0-9_]{1,32}$ names; NULL means none
     paused_at = pw.DateTimeField(null=True)

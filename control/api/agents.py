@@ -10,6 +10,7 @@ from control import context
 from control.api.auth import authenticate, require
 from control.api.base import Blueprint
 from control.api.fields import AgentClock, BigInt, Float, Hostname, ServerId, Text
+from control.errors import Forbidden, RateLimited
 from control.fleet import enrollment
 from control.fleet.enrollment import EnrollmentPolicy
 
@@ -106,9 +107,16 @@ class Heartbeat(MethodView):
         """Record a heartbeat: registers the server if new and marks it online"""
         ctx = context.current()
         policy = EnrollmentPolicy(ctx.settings.enrollment, ctx.settings.enroll_rate)
-        accepted = enrollment.accept_heartbeat(
-            beat, authenticate(), policy, remote_address=request.remote_addr
-        )
+        try:
+            accepted = enrollment.accept_heartbeat(
+                beat, authenticate(), policy, remote_address=request.remote_addr
+            )
+        except (Forbidden, RateLimited) as refused:
+            # A box probing enrolled ids shows up here, not in the audit log (a flood of
+            # refusals must not fill the database).
+            reason = "not_bound" if isinstance(refused, Forbidden) else "enroll_rate"
+            ctx.metrics.auth_failures.labels(reason).inc()
+            raise
         ctx.metrics.heartbeats.inc()
         answer = {"status": "ok", "server_registered": accepted.registered, "pending_commands": []}
         if accepted.agent_key:

@@ -113,6 +113,14 @@ class ServerSchema(ma.Schema):
     tdp_watts = ma.fields.Integer(allow_none=True)
     ssh_port = ma.fields.Integer()
     ssh_user = ma.fields.String(allow_none=True)
+    ssh_address = ma.fields.String(
+        allow_none=True,
+        metadata={
+            "description": "Where SSH goes when ip_address is unset (read-only): the hostname "
+            "the operator gave, or the address the registering heartbeat came from. "
+            "Heartbeats never change it."
+        },
+    )
     os_distribution = ma.fields.String(allow_none=True)
     os_version = ma.fields.String(allow_none=True)
     kernel_version = ma.fields.String(allow_none=True)

@@ -69,13 +69,12 @@ def accept_heartbeat(
             raise Forbidden(f"This agent key may only report for server '{caller.server_id}'")
         return Accepted(ingest_heartbeat(beat, remote_address=remote_address, now=now))
     now = now or utcnow()
+    # Checked before taking the write lock too: refusing a shared key for an enrolled server
+    # (a hostile box probing) must not queue behind, or hold up, real writes.
+    _refuse_if_enrolled(server_id)
     with write_transaction():
         _serialise_enrollment_of(server_id)
-        if _has_bound_key(server_id):
-            raise Forbidden(
-                f"Server '{server_id}' is enrolled: only its own agent key may report for it "
-                "(an operator can reset its enrollment)"
-            )
+        _refuse_if_enrolled(server_id)
         if not policy.enabled:
             raise Forbidden(
                 "Enrollment is off: report with a key bound to this server "
@@ -131,6 +130,14 @@ def reset_enrollment(server_id: str, by: str) -> int:
             detail=detail,
         )
     return int(revoked)
+
+
+def _refuse_if_enrolled(server_id: str) -> None:
+    if _has_bound_key(server_id):
+        raise Forbidden(
+            f"Server '{server_id}' is enrolled: only its own agent key may report for it "
+            "(an operator can reset its enrollment)"
+        )
 
 
 def _bound_to(server_id: str) -> pw.Expression:

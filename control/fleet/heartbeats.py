@@ -43,13 +43,17 @@ def sample_time(agent_clock: dt.datetime | None, received: dt.datetime) -> dt.da
     return agent_clock
 
 
-def _register_from_heartbeat(server_id: str, hostname: str, now: dt.datetime) -> bool:
+def _register_from_heartbeat(
+    server_id: str, hostname: str, now: dt.datetime, remote_address: str | None = None
+) -> bool:
     """Insert a server first seen through its heartbeat; False if another request won the race."""
     try:
         with db.atomic():  # a savepoint, so a lost race leaves the outer transaction usable
             Server.insert(
                 id=server_id,
                 hostname=hostname,
+                # Where it really connected from, not the name it claims (see the model).
+                ssh_address=remote_address or hostname,
                 status=ServerStatus.ONLINE,
                 last_seen=now,
                 created_at=now,
@@ -153,7 +157,7 @@ def ingest_heartbeat(
         registered = False
         previous = row[0] if row else None
         if row is None:
-            registered = _register_from_heartbeat(server_id, beat["hostname"], now)
+            registered = _register_from_heartbeat(server_id, beat["hostname"], now, remote_address)
             previous = ServerStatus.ONLINE  # we, or the request that beat us, registered it
         sample_id = None
         if metrics is not None:

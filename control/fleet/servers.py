@@ -45,14 +45,18 @@ def list_servers() -> list[Server]:
 
 
 def stored_fields(fields: dict[str, Any]) -> dict[str, Any]:
-    """Server fields as the table keeps them: `tags` as a sorted JSON list, NULL for none.
+    """Server fields as the table keeps them: `tags` as a sorted JSON list, NULL for none, and
+    an operator-given `hostname` also as the SSH address (heartbeats never change that one).
 
     The tag filter of `list_server_rows` relies on this form (each name quoted).
     """
-    if "tags" not in fields:
-        return fields
-    tags = fields["tags"]
-    return {**fields, "tags": json.dumps(sorted(tags)) if tags else None}
+    stored = dict(fields)
+    if "hostname" in stored:  # the operator's name for the box is where SSH goes
+        stored["ssh_address"] = stored["hostname"]
+    if "tags" in stored:
+        tags = stored["tags"]
+        stored["tags"] = json.dumps(sorted(tags)) if tags else None
+    return stored
 
 
 def _filtered(
@@ -74,7 +78,7 @@ def _filtered(
 
 SERVER_LIST_COLUMNS = (
     "id", "hostname", "display_name", "ip_address", "status", "tdp_watts", "ssh_port",
-    "ssh_user", "os_distribution", "os_version", "kernel_version", "architecture",
+    "ssh_user", "ssh_address", "os_distribution", "os_version", "kernel_version", "architecture",
     "agent_version", "metrics_port", "tags", "is_paused", "paused_at", "last_seen",
     "created_at", "updated_at",
 )  # fmt: skip

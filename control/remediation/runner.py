@@ -21,12 +21,13 @@ Observer = Callable[[str, str, float], None]  # (action_type, source, seconds)
 
 
 def ssh_target(server: Server, default_user: str) -> tuple[str, int, str]:
-    """Where to reach a server: the address the operator set, else its host name.
+    """Where to reach a server: the `ip_address` the operator set, else its pinned SSH address.
 
-    Never the address its heartbeats happen to come from: a box that could speak for another
-    would otherwise choose where that box's commands (and SSH credentials) go.
+    The pinned address is the host name the operator gave, or, for a server its heartbeat
+    registered, the address that first heartbeat came from. Never a name or address a later
+    heartbeat reports: a box would otherwise choose where commands (and SSH credentials) go.
     """
-    host = server.ip_address or server.hostname
+    host = server.ip_address or server.ssh_address or server.hostname
     return host, server.ssh_port or 22, server.ssh_user or default_user
 
 

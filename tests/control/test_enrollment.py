@@ -176,10 +176,23 @@ def test_racing_first_heartbeats_enroll_the_server_once(app, auth):
 def test_ssh_goes_to_the_address_the_operator_set_never_where_heartbeats_come_from(
     client, auth, enrolled
 ):
-    assert beat(client, enrolled, remote="10.6.6.6").status_code == 200
+    # Registered by its heartbeat from 10.0.0.2: that is where SSH goes, pinned.
+    assert Server.get_by_id("nas").ssh_address == "10.0.0.2"
+    moved = {**VICTIM, "hostname": "victim.lan"}  # a name another box answers to
+    assert beat(client, enrolled, moved, remote="10.6.6.6").status_code == 200
     server = Server.get_by_id("nas")
-    assert server.last_seen_address == "10.6.6.6"
-    assert ssh_target(server, "root")[0] == "nas"  # its host name, not the last address
+    assert (server.hostname, server.last_seen_address) == ("victim.lan", "10.6.6.6")
+    assert ssh_target(server, "root")[0] == "10.0.0.2"  # neither the new name nor address
+    by_hand = {"id": "web", "hostname": "web.lan"}
+    assert client.post("/api/v1/servers", json=by_hand, headers=auth.operator).status_code == 201
+    assert (
+        beat(client, auth.agent_key, {**VICTIM, "server_id": "web", "hostname": "x"}).status_code
+        == 200
+    )
+    assert ssh_target(Server.get_by_id("web"), "root")[0] == "web.lan"  # the operator's name
+    renamed = {"hostname": "web2.lan"}
+    assert client.put("/api/v1/servers/web", json=renamed, headers=auth.operator).status_code == 200
+    assert ssh_target(Server.get_by_id("web"), "root")[0] == "web2.lan"
     body = {"ip_address": "nas.lan", "ssh_user": "admin"}
     assert client.put("/api/v1/servers/nas", json=body, headers=auth.operator).status_code == 200
     assert beat(client, enrolled, remote="10.6.6.7").status_code == 200
@@ -192,3 +205,10 @@ def test_deleting_a_server_revokes_its_bound_key(client, auth, enrolled):
     # The box (or a new one under this id) enrolls anew with the shared key.
     again = beat(client, auth.agent_key)
     assert again.status_code == 200 and again.json["agent_key"] != enrolled
+
+
+def test_refused_heartbeats_are_counted_in_metrics(client, auth, enrolled):
+    assert beat(client, auth.agent_key, FORGED).status_code == 403
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'homelab_auth_failures_total{reason="not_bound"} 1.0' in metrics
+    assert 'homelab_auth_failures_total{reason="enroll_rate"} 0.0' in metrics

@@ -53,10 +53,17 @@ def test_version_1_database_gains_the_remediation_schema(app):
     assert "action_one_open" in indexes
 
 
+def _drop_version_7_schema() -> None:
+    """Take a current database back to the version-6 shape: no pinned SSH address."""
+    db.execute_sql("ALTER TABLE server DROP COLUMN ssh_address")
+    SchemaVersion.update(version=6).execute()
+
+
 def _drop_version_6_schema() -> None:
     """Take a current database back to the version-5 shape: no rate limit table."""
     from control.models import RateLimitHit
 
+    _drop_version_7_schema()
     db.drop_tables([RateLimitHit])
     SchemaVersion.update(version=5).execute()
 
@@ -86,7 +93,7 @@ def test_version_2_database_gains_tags_and_the_alert_table(app):
     _drop_version_3_schema()
     assert "tags" not in {column.name for column in db.get_columns("server")}
 
-    assert migrations.migrate() == migrations.LATEST_VERSION == 6
+    assert migrations.migrate() == migrations.LATEST_VERSION == 7
     assert "tags" in {column.name for column in db.get_columns("server")}
     old = Server.get_by_id("old")
     assert (old.tags, old.is_paused) == (None, True)
@@ -173,7 +180,7 @@ def test_version_5_database_gains_the_rate_limit_table_keeping_its_data(app):
     _drop_version_6_schema()
     assert "rate_limit_hit" not in db.get_tables()
 
-    assert migrations.migrate() == migrations.LATEST_VERSION == 6
+    assert migrations.migrate() == migrations.LATEST_VERSION == 7
     assert "rate_limit_hit" in db.get_tables()
     indexes = {tuple(index.columns) for index in db.get_indexes("rate_limit_hit")}
     assert ("bucket", "key_name", "hit_at") in indexes
@@ -181,3 +188,10 @@ def test_version_5_database_gains_the_rate_limit_table_keeping_its_data(app):
     assert ApiKey.get_by_id(key.id).name == "old-operator"
     KeyRateLimiter(1).hit("old-operator", "actions", now=utcnow())
     assert RateLimitHit.select().count() == 1
+
+
+def test_version_6_servers_gain_a_pinned_ssh_address_from_their_hostname(app):
+    Server.create(id="old", hostname="old.lan", last_seen_address="10.6.6.6")
+    _drop_version_7_schema()
+    assert migrations.migrate() == migrations.LATEST_VERSION
+    assert Server.get_by_id("old").ssh_address == "old.lan"  # never the heartbeat address
