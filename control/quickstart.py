@@ -74,11 +74,22 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
-def port_taken_message(what: str, host: str, port: int, variable: str, holder: str) -> str:
+def free_port_after(host: str, port: int, avoid: tuple[int, ...] = ()) -> int:
+    """The first port above `port` that is free and not one of `avoid` (control's, say)."""
+    for candidate in range(port + 1, min(port + 200, 65536)):
+        if candidate not in avoid and not port_in_use(host, candidate):
+            return candidate
+    return port + 1
+
+
+def port_taken_message(
+    what: str, host: str, port: int, variable: str, holder: str, avoid: tuple[int, ...] = ()
+) -> str:
     """The one line that says a port is taken, by what probably, and how to pick another."""
     return (
         f"{what}: port {port} on {host} is already in use ({holder}?). "
-        f"Stop that server or choose another port: make run {variable}={port + 1}"
+        f"Stop that server or choose another port: "
+        f"{variable}={free_port_after(host, port, avoid)} make run"
     )
 
 
@@ -148,7 +159,7 @@ def banner(url: str, keys: dict[str, str], new: bool, agent: bool) -> str:
     lines = [
         "",
         "homelabcmd is running (Ctrl-C stops it)",
-        f"  API              {url}/api/v1",
+        f"  API              {url}/api/v1/servers  (send X-API-Key)",
         f"  API docs         {url}/api/docs",
         f"  health, metrics  {url}/health  {url}/metrics",
     ]
@@ -189,7 +200,10 @@ def main() -> int:
     if port_in_use(HOST, AGENT_PORT):
         # Often node_exporter, on the same default port: control runs on without the agent.
         holder = "node_exporter or another agent"
-        print(port_taken_message("local agent not started", HOST, AGENT_PORT, "AGENT_PORT", holder))
+        message = port_taken_message(
+            "local agent not started", HOST, AGENT_PORT, "AGENT_PORT", holder, avoid=(PORT,)
+        )
+        print(message)
         agent_running = False
     else:
         agent_env = agent_environment(url, keys["agent"])

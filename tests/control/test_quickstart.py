@@ -11,6 +11,7 @@ import contextlib
 import http.server
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -179,7 +180,8 @@ def test_make_run_on_a_port_another_server_holds_says_so_and_fails(tmp_path):
     assert result.returncode != 0
     assert "homelabcmd is running" not in result.stdout
     assert f"port {port} on 127.0.0.1 is already in use" in result.stderr
-    assert f"make run PORT={port + 1}" in result.stderr
+    suggested = int(re.search(r"PORT=(\d+) make run", result.stderr).group(1))
+    assert suggested != port and not quickstart.port_in_use("127.0.0.1", suggested)
 
 
 def test_a_health_answer_from_another_process_is_not_taken_for_control(tmp_path):
@@ -202,13 +204,14 @@ def test_a_health_answer_from_another_process_is_not_taken_for_control(tmp_path)
 def test_make_run_with_the_agent_port_taken_runs_control_and_says_why_no_agent(tmp_path):
     with (
         other_server() as agent_port,
-        make_run(tmp_path, free_port(), agent_port) as (
+        make_run(tmp_path, control_port := free_port(), agent_port) as (
             process,
             output,
         ),
     ):
         text = output.read_text()
         assert f"local agent not started: port {agent_port} on 127.0.0.1 is already in use" in text
-        assert f"make run AGENT_PORT={agent_port + 1}" in text
+        suggested = int(re.search(r"AGENT_PORT=(\d+) make run", text).group(1))
+        assert suggested not in (agent_port, control_port)
         children = psutil.Process(process.pid).children()
         assert not [c for c in children if "exporter_agent" in c.cmdline()]
