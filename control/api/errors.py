@@ -6,11 +6,13 @@ import logging
 
 import marshmallow as ma
 import peewee
-from flask import Flask, jsonify
+from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from control import db
 from control.errors import ControlError, Unavailable
+from control.remediation import audit
+from control.remediation.audit import AuditSource
 
 log = logging.getLogger(__name__)
 
@@ -75,12 +77,37 @@ def handle_http_exception(error: HTTPException):
     headers.update(data.get("headers") or {})
     if status == 422:
         errors = _flatten_webargs(data.get("messages") or data.get("errors") or {})
+        _audit_invalid_execution_request(errors)
         return error_response(
             422, "VALIDATION_ERROR", "Request validation failed", errors=errors, headers=headers
         )
     code = HTTP_CODES.get(status, "INTERNAL_ERROR" if status >= 500 else "BAD_REQUEST")
     message = data.get("message") or error.description or error.name
     return error_response(status, code, message, headers=headers)
+
+
+# The requests that ask to run something: a 422 on them is audited like a whitelist refusal.
+AUDITED_ON_422 = {
+    "actions.Actions": AuditSource.ACTION,
+    "commands.ExecuteCommand": AuditSource.EXECUTE,
+}
+
+
+def _audit_invalid_execution_request(errors: dict) -> None:
+    """Write a schema-refused action or execute request to the audit log."""
+    source = AUDITED_ON_422.get(request.endpoint or "")
+    principal = g.get("principal")
+    if source is None or request.method != "POST" or principal is None:
+        return
+    asked = request.get_json(silent=True)
+    if isinstance(asked, dict) and request.view_args and "server_id" in request.view_args:
+        asked = {"server_id": request.view_args["server_id"], **asked}
+    try:
+        audit.record_invalid_request(
+            actor=principal.name, scope=principal.scope, source=source, asked=asked, errors=errors
+        )
+    except DATABASE_DOWN as exc:  # the client still gets its 422; the log keeps the trace
+        log.error("could not audit a refused %s request: %s", source, exc)
 
 
 def handle_control_error(error: ControlError):

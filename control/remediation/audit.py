@@ -162,6 +162,32 @@ def refusals(
         raise
 
 
+def record_invalid_request(
+    *, actor: str, scope: str | None, source: str, asked: Any, errors: Mapping[str, Any]
+) -> None:
+    """Audit a request refused by schema validation (a 422 before any domain rule ran).
+
+    An action type of `restart;id` or a NUL in a command fails there, not in the whitelist:
+    it is still an attempt to run something, so it is written down with what was asked.
+    """
+    fields = asked if isinstance(asked, Mapping) else {}
+    server_id = fields.get("server_id")
+    action_type = fields.get("action_type")
+    error = ValidationFailed("Request validation failed", errors=dict(errors))
+    record(
+        actor=actor,
+        scope=scope,
+        source=source,
+        allowed=False,
+        result=AuditResult.INVALID,
+        server_id=_fits(_SERVER_ID, server_id if isinstance(server_id, str) else None),
+        action_type=_fits(_ACTION_TYPE, action_type if isinstance(action_type, str) else None),
+        detail=describe_refusal(
+            error, {"body": asked} if not isinstance(asked, Mapping) else asked
+        ),
+    )
+
+
 def _fits(pattern: re.Pattern[str], value: str | None) -> str | None:
     return value if isinstance(value, str) and pattern.fullmatch(value) else None
 

@@ -95,10 +95,27 @@ def test_a_duplicate_is_a_409_and_not_a_refusal(client, auth, box):
     assert refusals() == []
 
 
-def test_malformed_bodies_are_not_audited(client, auth, box):
-    """A body that is not an action at all (schema 422) never reached the whitelist."""
+def test_injection_attempts_refused_by_the_schema_are_audited_too(client, auth, box):
+    """`restart;id` as a type, or a NUL in a command, fails validation before the whitelist:
+    still an attempt to run something, so it is written down with what was asked."""
+    key, _ = create_key("operator", "night-shift")
+    headers = {"X-API-Key": key}
+    bad_type = {"server_id": "box", "action_type": "touch_marker;id"}
+    assert client.post(ACTIONS, json=bad_type, headers=headers).status_code == 422
+    nul = {"command": "echo hi\x00; reboot"}
+    assert client.post(execute_url(), json=nul, headers=headers).status_code == 422
+    action, execute = refusals()
+    assert (action.source, action.result, action.actor) == ("action", "invalid", "night-shift")
+    assert action.server_id == "box" and action.action_type is None  # not a storable type
+    assert "touch_marker;id" in action.detail and "422 VALIDATION_ERROR" in action.detail
+    assert (execute.source, execute.result, execute.server_id) == ("execute", "invalid", "box")
+    assert "reboot" in execute.detail and "\x00" not in execute.detail
+
+
+def test_requests_refused_before_authentication_are_not_audited(client, auth, box):
     bad = {"server_id": "Box!", "action_type": "touch_marker"}
-    assert client.post(ACTIONS, json=bad, headers=auth.operator).status_code == 422
+    assert client.post(ACTIONS, json=bad).status_code == 401
+    assert client.post(ACTIONS, json=bad, headers=auth.viewer).status_code == 403
     assert refusals() == []
 
 
