@@ -7,7 +7,7 @@ import datetime as dt
 import peewee as pw
 
 from control.db import is_sqlite, write_transaction
-from control.models import Event, MetricsSample, Server, utcnow
+from control.models import Event, MetricsSample, RateLimitHit, Server, utcnow
 
 # Samples younger than this are all kept; older ones are thinned to one per server per hour.
 FULL_RESOLUTION = dt.timedelta(hours=24)
@@ -48,10 +48,22 @@ def thin_history(now: dt.datetime | None = None) -> int:
 
 
 def prune_history(retention_days: int, now: dt.datetime | None = None) -> dict[str, int]:
-    """Delete samples and events older than the retention period; thin samples past a day."""
+    """Delete samples and events older than the retention period; thin samples past a day.
+
+    Also drops rate-limit entries older than a day: each check prunes its own key's, but a key
+    that stops calling (revoked, unused) would otherwise keep its last window forever.
+    """
     now = now or utcnow()
     cutoff = now - dt.timedelta(days=retention_days)
     with write_transaction():
         samples = MetricsSample.delete().where(MetricsSample.received_at < cutoff).execute()
         old_events = Event.delete().where(Event.created_at < cutoff).execute()
-    return {"samples": samples, "events": old_events, "thinned": thin_history(now)}
+        stale_hits = (
+            RateLimitHit.delete().where(RateLimitHit.hit_at < now - dt.timedelta(days=1)).execute()
+        )
+    return {
+        "samples": samples,
+        "events": old_events,
+        "rate_limit_hits": stale_hits,
+        "thinned": thin_history(now),
+    }

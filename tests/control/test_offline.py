@@ -8,7 +8,15 @@ import pytest
 
 from control import leader
 from control.fleet import heartbeats, offline, retention, servers
-from control.models import Event, JobRun, MetricsSample, SchedulerLease, Server, utcnow
+from control.models import (
+    Event,
+    JobRun,
+    MetricsSample,
+    RateLimitHit,
+    SchedulerLease,
+    Server,
+    utcnow,
+)
 from control.scheduler import ControlScheduler
 from tests.helpers import wait_until
 
@@ -79,8 +87,11 @@ def test_retention_prunes_old_samples_and_events(app):
     beat("box", now - dt.timedelta(days=40), metrics={"cpu_percent": 1})
     beat("box", now, metrics={"cpu_percent": 2})
     Event.update(created_at=now - dt.timedelta(days=40)).where(Event.server_id == "box").execute()
+    for age in (dt.timedelta(days=2), dt.timedelta(minutes=1)):  # a gone key's, a live one's
+        RateLimitHit.create(bucket="execute", key_name="k", hit_at=now - age)
     removed = retention.prune_history(30, now=now)
-    assert removed == {"samples": 1, "events": 1, "thinned": 0}
+    assert removed == {"samples": 1, "events": 1, "rate_limit_hits": 1, "thinned": 0}
+    assert RateLimitHit.select().count() == 1
     assert [s.cpu_percent for s in MetricsSample.select()] == [2]
 
 
