@@ -33,7 +33,10 @@ def _heartbeat_loop(settings: Settings, state: HeartbeatState, version: str) -> 
     if settings.control_url and settings.control_url.startswith("https:"):
         context = ssl.create_default_context(cafile=settings.control_ca_file)
     # Called only with a control_url, and load_settings refuses a control_url without a key.
-    identity = Identity(cast(str, settings.api_key), settings.state_dir)
+    # The kept key is bound to one server id: a box reporting as another id (its hostname,
+    # so the default id, changed; a cloned VM) must enroll that id, not send the old key.
+    identity = Identity(cast(str, settings.api_key), settings.state_dir, server_id)
+    identity.check_state_dir()
     sender = HttpSender(cast(str, settings.control_url), identity, f"homelab-agent/{version}",
                         context=context)  # fmt: skip
     # In a container with the host's /proc mounted elsewhere, psutil must read that one.

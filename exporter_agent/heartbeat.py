@@ -3,8 +3,9 @@
 Retry policy: connection errors, timeouts, 429 and 5xx back off exponentially with full
 jitter (``uniform(0, min(cap, base * 2**n))``) forever; 401/403 (bad or foreign key) and other
 4xx answers are logged once per change and retried every ``interval``, because only an
-operator can fix them. Sleep, clock and randomness are injected so the policy is unit-tested
-without waiting.
+operator can fix them. After a 401 for the enrolled key kept in the state directory the
+configured key is tried once; the kept key is replaced only by a new key from control, never
+dropped. Sleep, clock and randomness are injected so the policy is unit-tested without waiting.
 """
 
 import enum
@@ -132,29 +133,65 @@ class HttpSender:
         context: ssl.SSLContext | None = None,
     ) -> None:
         self.url = control_url.rstrip("/") + HEARTBEAT_PATH
-        self.identity = api_key if isinstance(api_key, Identity) else Identity(api_key, None)
+        self.identity = api_key if isinstance(api_key, Identity) else Identity(api_key)
         self._user_agent = user_agent
         self._timeout = timeout
         self._opener = urllib.request.build_opener(
             urllib.request.HTTPSHandler(context=context), _RefuseRedirects()
         )
+        # How the configured key last answered after a 401 for the kept key (None: the kept
+        # key works), so that state is logged once per change.
+        self._kept_refused: tuple[Outcome, int | None] | None = None
 
     def __call__(self, payload: dict) -> Result:
         """Send one heartbeat and classify the answer; never raises for network trouble."""
-        enrolled = self.identity.enrolled
+        with_kept_key = self.identity.enrolled
         result = self._post(payload, self.identity.key)
-        if result.outcome is Outcome.OK and isinstance(result.body, dict):
-            minted = result.body.pop("agent_key", None)
-            if isinstance(minted, str) and minted:
-                self.identity.enroll(minted)
-        elif result.status == 401 and enrolled:
-            log.warning(
-                "control no longer accepts this server's enrolled key (its enrollment was "
-                "reset?); enrolling again with the configured key"
-            )
-            self.identity.forget()
-            result = self(payload)
+        if with_kept_key and result.status == 401:
+            return self._kept_key_refused(payload)
+        if result.outcome is Outcome.OK:
+            if with_kept_key and self._kept_refused is not None:
+                log.info("control accepts the kept key again")
+                self._kept_refused = None
+            self._take_minted_key(result)
         return result
+
+    def _kept_key_refused(self, payload: dict) -> Result:
+        """Control answered 401 to the kept key: try the configured key once, keep the kept one.
+
+        An operator's enrollment reset answers 401, but so may a reverse proxy, control on a
+        restored database or a forged answer, while control still holds the bound key. Dropping
+        the kept key then would leave only the configured key, which gets 403 for an enrolled
+        server, forever. So the kept key goes only when a 200 brings a new well-formed key, and
+        the next heartbeat tries it again otherwise.
+        """
+        fallback = self._post(payload, self.identity.configured_key)
+        if self._take_minted_key(fallback):
+            self._kept_refused = None
+            return fallback
+        state = (fallback.outcome, fallback.status)
+        if state != self._kept_refused:
+            self._kept_refused = state
+            answer = f"HTTP {fallback.status}" if fallback.status else "no answer"
+            if fallback.outcome is Outcome.OK:
+                detail = "accepted, without a new key"
+            else:
+                detail = fallback.detail
+            log.warning(
+                "control answered HTTP 401 to this server's kept key, and the configured key did "
+                "not enroll it again (%s %s): keeping the kept key (only a new key from control "
+                "replaces it) and trying it again next heartbeat",
+                answer,
+                detail,
+            )
+        return fallback
+
+    def _take_minted_key(self, result: Result) -> bool:
+        """Keep the ``agent_key`` of a 200 answer (it is never passed on); True if kept."""
+        if not isinstance(result.body, dict):
+            return False
+        minted = result.body.pop("agent_key", None)
+        return result.status == 200 and minted is not None and self.identity.accept(minted)
 
     def _post(self, payload: dict, key: str) -> Result:
         request = urllib.request.Request(  # noqa: S310 - http(s) only, checked in config

@@ -1,7 +1,8 @@
 """Heartbeat payload, sending and retry policy against a small fake control (http.server).
 
 Over 300 lines: one feature (the heartbeat loop) with its fake peer; split by concern it
-would scatter the fake control's fixtures over several files.
+would scatter the fake control's fixtures over several files. The enrolled key (kept, replaced,
+never lost) is in test_agent_enrollment.py, which reuses FakeControl.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from exporter_agent.heartbeat import (
 )
 from exporter_agent.heartbeat_metrics import Summary, default_server_id, os_info
 from exporter_agent.heartbeat_state import HeartbeatState
-from exporter_agent.identity import Identity
 from tests.helpers import free_port
 
 OK = (200, {"status": "ok", "server_registered": True, "pending_commands": []})
@@ -332,49 +332,6 @@ def test_unexpected_error_does_not_stop_the_loop(control, caplog):
     assert waits == [1.0, 60.0]
     assert state.snapshot() == (True, 5.0)
     assert "heartbeat failed unexpectedly" in caplog.text
-
-
-ENROLLED = (200, {**OK[1], "agent_key": "hlc_bound-to-box-1"})
-
-
-def test_enrollment_key_is_kept_mode_600_and_sent_from_then_on(control, tmp_path):
-    control.script = [ENROLLED, OK]
-    state = tmp_path / "state"
-    sender = HttpSender(control.url, Identity("shared-key", str(state)), "ua")
-    first = sender(sample_payload())
-    assert first.outcome is Outcome.OK and "agent_key" not in (first.body or {})
-    assert sender(sample_payload()).outcome is Outcome.OK
-    sent = [r["headers"]["x-api-key"] for r in control.requests]
-    assert sent == ["shared-key", "hlc_bound-to-box-1"]
-    kept = state / "agent_key"
-    assert kept.read_text().strip() == "hlc_bound-to-box-1"
-    assert kept.stat().st_mode & 0o777 == 0o600
-    assert state.stat().st_mode & 0o777 == 0o700
-    # A restarted agent starts with the kept key.
-    restarted = HttpSender(control.url, Identity("shared-key", str(state)), "ua")
-    restarted(sample_payload())
-    assert control.requests[-1]["headers"]["x-api-key"] == "hlc_bound-to-box-1"
-
-
-def test_a_revoked_enrolled_key_falls_back_to_the_configured_key_and_enrolls_again(
-    control, tmp_path
-):
-    state = tmp_path / "state"
-    state.mkdir()
-    (state / "agent_key").write_text("hlc_revoked\n")
-    control.script = [UNAUTHORIZED, (200, {**OK[1], "agent_key": "hlc_new"})]
-    sender = HttpSender(control.url, Identity("shared-key", str(state)), "ua")
-    assert sender(sample_payload()).outcome is Outcome.OK
-    sent = [r["headers"]["x-api-key"] for r in control.requests]
-    assert sent == ["hlc_revoked", "shared-key"]
-    assert (state / "agent_key").read_text().strip() == "hlc_new"
-
-
-def test_a_wrong_configured_key_is_not_retried_in_a_loop(control, tmp_path):
-    control.script = [UNAUTHORIZED, UNAUTHORIZED]
-    sender = HttpSender(control.url, Identity("wrong", str(tmp_path)), "ua")
-    assert sender(sample_payload()).status == 401
-    assert len(control.requests) == 1
 
 
 @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])

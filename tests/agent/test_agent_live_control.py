@@ -100,6 +100,12 @@ def test_key_bound_to_another_server_is_refused_with_403(start_agent, control, k
     assert server(control, keys)[0] == 404
 
 
+def kept_key(state):
+    """The key the agent keeps in its state directory, or None before it enrolled."""
+    path = state / "enrollment.json"
+    return json.loads(path.read_text())["agent_key"] if path.exists() else None
+
+
 def test_agent_enrolls_keeps_its_key_and_an_impostor_is_refused(
     start_agent, control, keys, tmp_path
 ):
@@ -108,9 +114,10 @@ def test_agent_enrolls_keeps_its_key_and_an_impostor_is_refused(
     args = ("--control-url", control.url, "--server-id", SERVER_ID, "--interval", "1",
             "--backoff-cap", "1")  # fmt: skip
     agent = start_agent(*args, env=env)
-    wait_until(lambda: (state / "agent_key").exists())
-    enrolled_key = (state / "agent_key").read_text().strip()
-    assert (state / "agent_key").stat().st_mode & 0o777 == 0o600
+    wait_until(lambda: kept_key(state) is not None)
+    enrolled_key = kept_key(state)
+    assert (state / "enrollment.json").stat().st_mode & 0o777 == 0o600
+    assert json.loads((state / "enrollment.json").read_text())["server_id"] == SERVER_ID
     assert enrolled_key not in agent.log() and keys["agent"] not in agent.log()
     wait_until(lambda: "enrolled" in agent.log())
 
@@ -129,7 +136,7 @@ def test_agent_enrolls_keeps_its_key_and_an_impostor_is_refused(
     before = server(control, keys)[1]["last_seen"]
     wait_until(lambda: server(control, keys)[1]["last_seen"] != before)
     assert server(control, keys)[1]["metrics_port"] == again.port
-    assert (state / "agent_key").read_text().strip() == enrolled_key
+    assert kept_key(state) == enrolled_key
 
     # After an operator resets the enrollment, the agent enrolls again on its own.
     request = urllib.request.Request(  # noqa: S310 - a local test URL
@@ -140,9 +147,27 @@ def test_agent_enrolls_keeps_its_key_and_an_impostor_is_refused(
     with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310
         assert json.loads(answer.read())["revoked_keys"] == 1
 
-    def kept_key():
-        path = state / "agent_key"
-        return path.read_text().strip() if path.exists() else None
+    wait_until(lambda: kept_key(state) not in (None, enrolled_key))
+    wait_until(lambda: "enrolled again" in again.log())
 
-    wait_until(lambda: kept_key() not in (None, enrolled_key))
-    assert "enrolling again" in again.log()
+
+def test_a_new_server_id_enrolls_itself_instead_of_sending_the_old_ids_key(
+    start_agent, control, keys, tmp_path
+):
+    """The hostname changed (so did the default --server-id), or a VM was cloned with its
+    state dir: the kept key is bound to the old id, and sending it for the new one is 403
+    forever. The agent enrolls the new id with the shared key instead."""
+    state = tmp_path / "agent-state"
+    env = agent_env(HOMELAB_API_KEY=keys["agent"], HOMELAB_STATE_DIR=str(state))
+    common = ("--control-url", control.url, "--interval", "1", "--backoff-cap", "1")
+    first = start_agent(*common, "--server-id", SERVER_ID, env=env)
+    wait_until(lambda: kept_key(state) is not None)
+    old_key = kept_key(state)
+    first.stop()
+
+    renamed = start_agent(*common, "--server-id", "renamed-box", env=env)
+    wait_until(lambda: server(control, keys, "renamed-box")[0] == 200)
+    wait_until(lambda: kept_key(state) not in (None, old_key))
+    assert json.loads((state / "enrollment.json").read_text())["server_id"] == "renamed-box"
+    assert "HTTP 403" not in renamed.log()
+    assert old_key not in renamed.log()

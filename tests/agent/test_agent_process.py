@@ -58,3 +58,15 @@ def test_api_key_never_appears_in_logs(start_agent):
                         "debug", env=agent_env(HOMELAB_API_KEY="very-secret-key"))  # fmt: skip
     wait_until(lambda: "control unavailable" in agent.log())
     assert "very-secret-key" not in agent.log()
+
+
+def test_a_state_dir_it_cannot_write_is_an_error_at_start_and_it_runs_on(start_agent, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    state = blocker / "state"  # not a directory anyone can make, root included
+    env = agent_env(HOMELAB_API_KEY="k", HOMELAB_STATE_DIR=str(state))
+    agent = start_agent("--control-url", f"http://127.0.0.1:{free_port()}", env=env)
+    wait_until(lambda: "control unavailable" in agent.log())
+    assert f"ERROR exporter_agent.identity: cannot write the state directory {state}" in agent.log()
+    assert "kept in memory only" in agent.log()
+    assert http_get(agent.url + "/metrics")[0] == 200
