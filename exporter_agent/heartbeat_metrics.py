@@ -36,11 +36,18 @@ def os_info(
         release = {}
     info = uname()
     return {
-        "distribution": (release.get("NAME") or platform.system())[:100] or None,
-        "version": (release.get("VERSION") or release.get("VERSION_ID") or "")[:100] or None,
-        "kernel": info.release[:100],
-        "architecture": info.machine[:20],
+        "distribution": _text(release.get("NAME") or platform.system(), 100),
+        "version": _text(release.get("VERSION") or release.get("VERSION_ID") or "", 100),
+        "kernel": _text(info.release, 100),
+        "architecture": _text(info.machine, 20),
     }
+
+
+def _text(value: str, limit: int) -> str | None:
+    """`value` cut to `limit` characters, with undecodable bytes (lone surrogates from
+    os.uname or a file's odd encoding) replaced: control refuses a body holding surrogates."""
+    cleaned = value.encode("utf-8", "replace").decode("utf-8")[:limit]
+    return cleaned or None
 
 
 class Summary:

@@ -124,7 +124,7 @@ class SshExecutor:
                 log.info("ssh connection to %s was dead; reopening it", where)
             except CommandTimedOut:
                 # Only this command's channel was closed; the connection stays in the pool.
-                raise CommandTimeout(_timeout_message(timeout)) from None
+                raise CommandTimeout(no_answer_message(timeout)) from None
             except (ThreadException, SSHException, EOFError, OSError) as exc:
                 self.pool.discard(key, conn)
                 raise SshError(
@@ -136,7 +136,7 @@ class SshExecutor:
         # a signal and paramiko an exit status of -1 rather than 137.
         timed_out = exit_code in TIMEOUT_EXIT_CODES or exit_code is None or exit_code < 0
         if timed_out and duration_ms >= timeout * 1000:
-            raise CommandTimeout(_timeout_message(timeout))
+            raise CommandTimeout(_timeout_message(timeout, exit_code, duration_ms))
         if exit_code is None or exit_code < 0:
             # sshd closed the channel without an exit status: the session died underneath us.
             raise SshError(f"SSH session on {where} ended without an exit status")
@@ -223,5 +223,25 @@ def _seconds(timeout: float) -> str:
     return f"{timeout:.3f}".rstrip("0").rstrip(".")
 
 
-def _timeout_message(timeout: float) -> str:
-    return f"command timed out after {_seconds(timeout)} s and was stopped"
+def _timeout_message(timeout: float, exit_code: int | None, duration_ms: int) -> str:
+    # Say only what the exit status shows. 124: `timeout` sent SIGTERM at the deadline and the
+    # command then ended, whether the signal killed it or a handler finished its work first
+    # (so not "stopped"). Otherwise it outlived SIGTERM and was killed KILL_AFTER s later.
+    limit = f"command timed out after {_seconds(timeout)} s"
+    if exit_code == 124:
+        ended = f"{duration_ms / 1000:.1f}"
+        return f"{limit}: it was still running then and was sent SIGTERM; it ended after {ended} s"
+    return f"{limit}: it ignored SIGTERM and was killed {KILL_AFTER} s later"
+
+
+def no_answer_message(timeout: float) -> str:
+    """The 408 when the host gave no exit status even well past the deadline.
+
+    Control gives up waiting; whether the host's own `timeout` stopped the command, control
+    cannot see, so the message does not claim it.
+    """
+    waited = _seconds(timeout + KILL_AFTER + BACKSTOP_GRACE)
+    return (
+        f"command timed out after {_seconds(timeout)} s: the host sent no exit status within "
+        f"{waited} s, so control stopped waiting (the remote `timeout` should still end it)"
+    )

@@ -2,8 +2,12 @@
 
 An action type is an argv template. Placeholders (`{service_name}`) fill a whole argv element or
 part of one (`"/var/log/{name}.log"`); each has one anchored ASCII pattern that a value must
-`re.fullmatch`. A rendered argv reaches the remote shell only through `to_shell`, which quotes
+match in full. A rendered argv reaches the remote shell only through `to_shell`, which quotes
 every element, so a value is always exactly one argument and never shell syntax.
+
+Patterns are matched by `patterns.py` in time linear in the value, and a command string is
+cut into values in linear time too (`CommandType.match`), so no commands file and no request
+can make matching hang (a catastrophic `^(a+)+$`, or `{a}-{b}-{c}` with overlapping patterns).
 
 Over 300 lines: parsing the commands file and matching commands share the placeholder and
 pattern types; split apart, each half would import the other's internals.
@@ -14,16 +18,19 @@ from __future__ import annotations
 import re
 import shlex
 import tomllib
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from os import PathLike
 from typing import Any, NamedTuple
 
 from control.errors import CommandNotAllowed, ConfigError, ValidationFailed
+from control.remediation.patterns import ParamPattern, PatternError, compile_pattern, split
 
 MAX_PARAM_LENGTH = 255
 MAX_COMMAND_LENGTH = 4096
 MAX_ARGV_ELEMENTS = 64
+# Cutting a token holding several placeholders costs its length times their patterns' states.
+MAX_ELEMENT_PLACEHOLDERS = 4
 # Sections the commands file may hold. "remediation" is reserved for the alert → action rules.
 KNOWN_SECTIONS = frozenset({"commands", "remediation"})
 KNOWN_TYPE_KEYS = frozenset({"argv", "params", "description"})
@@ -54,12 +61,21 @@ class Match(NamedTuple):
 
 @dataclass(frozen=True)
 class CommandType:
-    """One whitelisted action type: an argv template and one compiled pattern per parameter."""
+    """One whitelisted action type: an argv template and one compiled pattern per parameter.
+
+    `order` is the order `match` reads argv elements in, worked out from the template (see
+    `_match_order`, which refuses a template that could be read in more than one way).
+    """
 
     name: str
     template: tuple[tuple[Segment, ...], ...]
-    patterns: Mapping[str, re.Pattern[str]]
+    patterns: Mapping[str, ParamPattern]
     description: str = ""
+    order: tuple[int, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        order = _match_order(f"[commands.{self.name}]", self.template)
+        object.__setattr__(self, "order", order)  # frozen: set once, here
 
     @classmethod
     def build(
@@ -74,6 +90,11 @@ class CommandType:
         template = tuple(_parse_element(where, i, element) for i, element in enumerate(argv))
         if any(isinstance(segment, Placeholder) for segment in template[0]):
             raise ConfigError(f"{where}: argv[0] (the program) must not contain a placeholder")
+        for index, element in enumerate(template):
+            if sum(isinstance(s, Placeholder) for s in element) > MAX_ELEMENT_PLACEHOLDERS:
+                raise ConfigError(
+                    f"{where}: argv[{index}] has more than {MAX_ELEMENT_PLACEHOLDERS} placeholders"
+                )
         used = {s.name for element in template for s in element if isinstance(s, Placeholder)}
         if not isinstance(params, Mapping):
             raise ConfigError(f"{where}.params must be a table of name = pattern")
@@ -121,48 +142,131 @@ class CommandType:
         return None
 
     def match(self, tokens: list[str]) -> dict[str, str] | None:
-        """Return the parameters that render exactly `tokens`, or None when none do."""
+        """Return the parameters that render exactly `tokens`, or None when none do.
+
+        Linear in the tokens' length: elements are read in `order`, so each either has at
+        most one placeholder not yet known (its value follows from the token's length) or
+        several found nowhere else, cut apart by `patterns.split` in one pass.
+        """
         if len(tokens) != len(self.template):
             return None
-        for params in self._bind(tokens, 0, {}):
+        bound: dict[str, str] = {}
+        for index in self.order:
+            element, token = self.template[index], tokens[index]
+            fresh = {s.name for s in element if isinstance(s, Placeholder)} - bound.keys()
+            if len(fresh) == 1:
+                (name,) = fresh
+                value = _solve(element, token, bound, name)
+                if value is None or self.check(name, value) is not None:
+                    return None
+                bound[name] = value
+            elif fresh:
+                values = self._cut(element, token, bound)
+                if values is None:
+                    return None
+                bound.update(values)
+            if _fill(element, bound) != token:
+                return None
+        try:
             # Belt and braces: the binding must render back to the very same argv.
-            if self.render(params) == tokens:
-                return params
+            return bound if self.render(bound) == tokens else None
+        except ValidationFailed:
+            return None
+
+    def _cut(
+        self, element: tuple[Segment, ...], token: str, bound: Mapping[str, str]
+    ) -> dict[str, str] | None:
+        """Values for the unknown placeholders of one element, each checked, or None."""
+        parts: list[str | ParamPattern] = []
+        names: list[str] = []
+        for segment in element:
+            if isinstance(segment, Placeholder) and segment.name not in bound:
+                parts.append(self.patterns[segment.name])
+                names.append(segment.name)
+                continue
+            text = segment if isinstance(segment, str) else bound[segment.name]
+            if parts and isinstance(parts[-1], str):
+                parts[-1] += text
+            else:
+                parts.append(text)
+        found = split(parts, token, MAX_PARAM_LENGTH)
+        if found is None:
+            return None
+        values = dict(zip(names, found, strict=True))
+        if any(self.check(name, value) is not None for name, value in values.items()):
+            return None
+        return values
+
+
+def _solve(
+    element: tuple[Segment, ...], token: str, bound: Mapping[str, str], name: str
+) -> str | None:
+    """The value of the one unknown placeholder `name` that makes `element` read `token`.
+
+    There is at most one: every other part has a known length, so the token's length fixes
+    the value's (the placeholder may occur more than once, as in "{dir}:{dir}").
+    """
+    occurrences = sum(1 for s in element if isinstance(s, Placeholder) and s.name == name)
+    known = sum(
+        len(s if isinstance(s, str) else bound[s.name])
+        for s in element
+        if not (isinstance(s, Placeholder) and s.name == name)
+    )
+    length, rest = divmod(len(token) - known, occurrences)
+    if length < 1 or rest:
         return None
+    pos, value = 0, None
+    for segment in element:
+        if isinstance(segment, Placeholder) and segment.name == name:
+            piece = token[pos : pos + length]
+            if value is not None and piece != value:
+                return None
+            value, pos = piece, pos + length
+            continue
+        text = segment if isinstance(segment, str) else bound[segment.name]
+        if not token.startswith(text, pos):
+            return None
+        pos += len(text)
+    return value
 
-    def _bind(
-        self, tokens: list[str], index: int, bound: dict[str, str]
-    ) -> Iterator[dict[str, str]]:
-        if index == len(tokens):
-            yield bound
-            return
-        for more in self._split(self.template[index], tokens[index], 0, bound):
-            yield from self._bind(tokens, index + 1, more)
 
-    def _split(
-        self, segments: tuple[Segment, ...], token: str, pos: int, bound: dict[str, str]
-    ) -> Iterator[dict[str, str]]:
-        # Every way of reading `token[pos:]` as `segments`, each value checked as it is cut.
-        if not segments:
-            if pos == len(token):
-                yield bound
-            return
-        head, rest = segments[0], segments[1:]
-        if isinstance(head, str):
-            if token.startswith(head, pos):
-                yield from self._split(rest, token, pos + len(head), bound)
-            return
-        if head.name in bound:
-            value = bound[head.name]
-            if token.startswith(value, pos):
-                yield from self._split(rest, token, pos + len(value), bound)
-            return
-        last = min(len(token), pos + MAX_PARAM_LENGTH)
-        ends = [len(token)] if not rest else range(pos, last + 1)
-        for end in ends:
-            value = token[pos:end]
-            if self.check(head.name, value) is None:
-                yield from self._split(rest, token, end, {**bound, head.name: value})
+def _match_order(where: str, template: tuple[tuple[Segment, ...], ...]) -> tuple[int, ...]:
+    """The order in which `match` reads the elements; ConfigError for an ambiguous template.
+
+    First, repeatedly, every element with at most one placeholder not fixed by the elements
+    before it: its value is then unique. What remains are elements with two or more unknown
+    placeholders; each of those must occur in no other such element and only once in its
+    own, so each element is cut independently. Otherwise (`{a}-{b}` and `{a}-{c}` with `a`
+    nowhere alone) a command could be read several ways that only a search could sort out.
+    """
+    known: set[str] = set()
+    order: list[int] = []
+    pending = list(range(len(template)))
+    progress = True
+    while progress:
+        progress = False
+        for index in list(pending):
+            names = {s.name for s in template[index] if isinstance(s, Placeholder)} - known
+            if len(names) <= 1:
+                order.append(index)
+                pending.remove(index)
+                known |= names
+                progress = True
+    seen: dict[str, int] = {}
+    for index in pending:
+        for segment in template[index]:
+            if not isinstance(segment, Placeholder) or segment.name in known:
+                continue
+            if segment.name in seen:
+                places = sorted({seen[segment.name], index})
+                raise ConfigError(
+                    f"{where}: placeholder {{{segment.name}}} appears more than once "
+                    f"({' and '.join(f'argv[{i}]' for i in places)}) beside other placeholders "
+                    "and never as the only unknown of an element, so a command could be read "
+                    "in more than one way; use it once, or also alone in an element"
+                )
+            seen[segment.name] = index
+    return (*order, *pending)
 
 
 class Whitelist:
@@ -201,6 +305,9 @@ class Whitelist:
             raise CommandNotAllowed(f"command cannot be tokenized: {exc}") from None
         if not tokens:
             raise CommandNotAllowed("command is empty")
+        if len(tokens) > MAX_ARGV_ELEMENTS:
+            # No type has that many: refused before any matching.
+            raise CommandNotAllowed(f"command has more than {MAX_ARGV_ELEMENTS} arguments")
         for name, command_type in self.types.items():
             params = command_type.match(tokens)
             if params is not None:
@@ -285,7 +392,7 @@ def _parse_element(where: str, index: int, element: Any) -> tuple[Segment, ...]:
     return tuple(segments)
 
 
-def _compile_pattern(where: str, pattern: Any) -> re.Pattern[str]:
+def _compile_pattern(where: str, pattern: Any) -> ParamPattern:
     if not isinstance(pattern, str):
         raise ConfigError(f"{where}: pattern must be a string")
     if not pattern.isascii():
@@ -293,9 +400,14 @@ def _compile_pattern(where: str, pattern: Any) -> re.Pattern[str]:
     if not pattern.startswith("^") or not pattern.endswith("$") or pattern.endswith("\\$"):
         raise ConfigError(f"{where}: pattern must be anchored, starting with ^ and ending with $")
     try:
-        compiled = re.compile(pattern, re.ASCII)
+        re.compile(pattern, re.ASCII)  # the syntax check, with `re`'s own messages
     except re.error as exc:
         raise ConfigError(f"{where}: pattern does not compile: {exc}") from None
+    try:
+        compiled = compile_pattern(pattern)
+    except PatternError as exc:
+        shown = f"'{pattern}'" if _PRINTABLE.fullmatch(pattern) else repr(pattern)
+        raise ConfigError(f"{where}: pattern {shown} {exc}") from None
     if compiled.fullmatch(""):
         raise ConfigError(f"{where}: pattern accepts an empty value")
     return compiled

@@ -8,6 +8,7 @@ never lost) is in test_agent_enrollment.py, which reuses FakeControl.
 from __future__ import annotations
 
 import json
+import os
 import logging
 import random
 import re
@@ -348,3 +349,11 @@ def test_a_redirect_is_a_failed_heartbeat_and_the_key_never_follows_it(control, 
         assert "secret-key" not in caplog.text
     finally:
         elsewhere.close()
+
+
+def test_os_info_never_carries_undecodable_bytes(tmp_path):
+    """os.uname() hands undecodable bytes over as lone surrogates, which control refuses."""
+    fake = os.uname_result(("Linux", "box", "6.1.0-\udcff-amd64", "#1", "x86_64\udc80"))
+    info = os_info(uname=lambda: fake, rootfs=str(tmp_path))
+    assert info["kernel"] == "6.1.0-?-amd64" and info["architecture"] == "x86_64?"
+    json.dumps(info).encode("utf-8")  # sendable as UTF-8

@@ -92,9 +92,10 @@ def test_json_array_instead_of_object_is_422(client, auth):
     assert_error(raw_post(client, auth, SERVERS, b"[1, 2]"), 422, "VALIDATION_ERROR")
 
 
-def test_body_without_json_content_type_is_422_not_500(client, auth):
+def test_body_without_json_content_type_is_415_not_500(client, auth):
     response = raw_post(client, auth, SERVERS, b"id=a", content_type="text/plain")
-    assert_error(response, 422, "VALIDATION_ERROR")
+    assert_error(response, 415, "BAD_REQUEST")
+    assert "Content-Type: application/json" in response.json["message"]
 
 
 def test_oversized_body_is_413(client, auth):

@@ -55,7 +55,9 @@ def assert_error(response, status, code):
 @pytest.mark.parametrize("stamp", NO_INSTANT)
 def test_a_heartbeat_whose_clock_is_no_instant_is_stored_at_the_receive_time(client, auth, stamp):
     before = utcnow()
-    response = client.post("/api/v1/agents/heartbeat", json=beat(timestamp=stamp), headers=auth.agent)
+    response = client.post(
+        "/api/v1/agents/heartbeat", json=beat(timestamp=stamp), headers=auth.agent
+    )
     assert response.status_code == 200, response.get_data(as_text=True)
     sample = MetricsSample.get()
     assert sample.timestamp == sample.received_at
@@ -69,7 +71,9 @@ def test_a_heartbeat_whose_clock_is_no_instant_is_stored_at_the_receive_time(cli
 def test_a_heartbeat_clock_absurdly_far_from_control_is_stored_at_the_receive_time(
     client, auth, stamp
 ):
-    response = client.post("/api/v1/agents/heartbeat", json=beat(timestamp=stamp), headers=auth.agent)
+    response = client.post(
+        "/api/v1/agents/heartbeat", json=beat(timestamp=stamp), headers=auth.agent
+    )
     assert response.status_code == 200
     sample = MetricsSample.get()
     assert sample.timestamp == sample.received_at
@@ -81,14 +85,18 @@ def test_a_heartbeat_clock_off_by_less_than_the_limit_is_kept_as_the_agents_cloc
     # Relative to now, so the test means the same whatever day it runs.
     skewed = (utcnow() - MAX_CLOCK_SKEW + dt.timedelta(days=1)).replace(microsecond=0)
     stamp = skewed.isoformat() + "+02:00"
-    response = client.post("/api/v1/agents/heartbeat", json=beat(timestamp=stamp), headers=auth.agent)
+    response = client.post(
+        "/api/v1/agents/heartbeat", json=beat(timestamp=stamp), headers=auth.agent
+    )
     assert response.status_code == 200
     assert MetricsSample.get().timestamp == skewed - dt.timedelta(hours=2)
 
 
 @pytest.mark.parametrize("stamp", ["yesterday", "2026-13-01T00:00:00Z", None, 5])
 def test_a_heartbeat_timestamp_that_is_no_date_time_at_all_is_still_422(client, auth, stamp):
-    response = client.post("/api/v1/agents/heartbeat", json=beat(timestamp=stamp), headers=auth.agent)
+    response = client.post(
+        "/api/v1/agents/heartbeat", json=beat(timestamp=stamp), headers=auth.agent
+    )
     assert_error(response, 422, "VALIDATION_ERROR")
     assert "timestamp" in response.json["errors"]
     assert Server.select().count() == 0
@@ -181,7 +189,9 @@ def test_an_escaped_backslash_before_u_d800_is_plain_text(client, auth):
     assert created.json["display_name"] == "C:\\ud800"
 
 
-offsets = st.integers(-(24 * 60 - 1), 24 * 60 - 1).map(lambda m: dt.timezone(dt.timedelta(minutes=m)))
+offsets = st.integers(-(24 * 60 - 1), 24 * 60 - 1).map(
+    lambda m: dt.timezone(dt.timedelta(minutes=m))
+)
 
 
 @given(st.datetimes(timezones=offsets))

@@ -314,6 +314,54 @@ INVALID_FILES = {
         '[commands.x]\nargv = ["true"]\ndescription = 3',
         "description must be a string",
     ),
+    # What only a backtracking matcher can do (patterns are matched in linear time).
+    "backreference": (
+        '[commands.x]\nargv = ["echo", "{a}"]\n[commands.x.params]\na = \'^(a+)-\\1$\'',
+        "pattern '^(a+)-\\1$' uses a backreference",
+    ),
+    "lookahead": (
+        '[commands.x]\nargv = ["echo", "{a}"]\n[commands.x.params]\na = "^(?!-)[a-z-]+$"',
+        "pattern '^(?!-)[a-z-]+$' uses a lookahead or lookbehind",
+    ),
+    "word boundary": (
+        '[commands.x]\nargv = ["echo", "{a}"]\n[commands.x.params]\na = \'^a\\b.+$\'',
+        "uses a word boundary",
+    ),
+    "atomic group": (
+        '[commands.x]\nargv = ["echo", "{a}"]\n[commands.x.params]\na = "^(?>a+)b$"',
+        "uses an atomic group",
+    ),
+    "possessive quantifier": (
+        '[commands.x]\nargv = ["echo", "{a}"]\n[commands.x.params]\na = "^a++b$"',
+        "uses a possessive quantifier",
+    ),
+    "conditional": (
+        '[commands.x]\nargv = ["echo", "{a}"]\n[commands.x.params]\na = "^(a)?(?(1)b|c)$"',
+        "uses a conditional group",
+    ),
+    "anchor inside": (
+        '[commands.x]\nargv = ["echo", "{a}"]\n[commands.x.params]\na = "^a$b|^c$"',
+        "uses $ before the end of the value",
+    ),
+    "pattern too large once unrolled": (
+        '[commands.x]\nargv = ["echo", "{a}"]\n[commands.x.params]\na = "^(a{1,100}){1,100}$"',
+        "pattern '^(a{1,100}){1,100}$' is too large",
+    ),
+    "too many placeholders in one element": (
+        '[commands.x]\nargv = ["echo", "{a}-{b}-{c}-{d}-{e}"]\n[commands.x.params]\n'
+        + "".join(f'{n} = "^[a-z]+$"\n' for n in "abcde"),
+        "argv[1] has more than 4 placeholders",
+    ),
+    "placeholder shared by two elements that both need cutting": (
+        '[commands.x]\nargv = ["echo", "{a}-{b}", "{a}-{c}"]\n[commands.x.params]\n'
+        + "".join(f'{n} = "^[a-z-]+$"\n' for n in "abc"),
+        "placeholder {a} appears more than once (argv[1] and argv[2])",
+    ),
+    "placeholder twice in one element beside another": (
+        '[commands.x]\nargv = ["echo", "{a}-{b}-{a}"]\n[commands.x.params]\n'
+        + "".join(f'{n} = "^[a-z-]+$"\n' for n in "ab"),
+        "placeholder {a} appears more than once (argv[1])",
+    ),
 }
 
 
