@@ -8,8 +8,8 @@ never lost) is in test_agent_enrollment.py, which reuses FakeControl.
 from __future__ import annotations
 
 import json
-import os
 import logging
+import os
 import random
 import re
 import threading
