@@ -164,7 +164,7 @@ def test_the_local_agent_gets_only_its_own_key_and_a_state_dir(tmp_path):
         state_dir = (tmp_path / "data" / "agent").resolve()
         assert environ["HOMELAB_STATE_DIR"] == str(state_dir)
         # The agent enrolled with the shared key and keeps its bound key there.
-        wait_until(lambda: (state_dir / "agent_key").exists())
+        wait_until(lambda: (state_dir / "enrollment.json").exists())
 
 
 def test_make_run_on_a_port_another_server_holds_says_so_and_fails(tmp_path):

@@ -65,6 +65,7 @@ def client_loop(url: str, index: int, stop: threading.Event, start: threading.Ba
     tally = Tally()
     rng = random.Random(index)
     server_id = f"soak-{index:03d}"
+    agent_key = AGENT  # the shared key until the first heartbeat enrolls the server
     with requests.Session() as session:
         start.wait()
         seq = 0
@@ -77,7 +78,7 @@ def client_loop(url: str, index: int, stop: threading.Event, start: threading.Ba
                     response = session.post(
                         f"{url}/api/v1/agents/heartbeat",
                         json=heartbeat(server_id, seq),
-                        headers={"X-API-Key": AGENT},
+                        headers={"X-API-Key": agent_key},
                         timeout=TIMEOUT,
                     )
                 elif roll < 0.85:
@@ -107,6 +108,7 @@ def client_loop(url: str, index: int, stop: threading.Event, start: threading.Ba
                 tally.first_answer = time.monotonic()
             if kind == "heartbeat":
                 tally.heartbeats += 1
+                agent_key = response.json().get("agent_key", agent_key)
             elif kind == "action":
                 tally.actions += 1
             else:
@@ -117,8 +119,16 @@ def client_loop(url: str, index: int, stop: threading.Event, start: threading.Ba
 @pytest.fixture
 def control(tmp_path):
     """A live control on SQLite with a paused server to queue actions on."""
+    # 200 new boxes at once, and one operator key queueing actions as fast as it can: the
+    # enrollment and request rate limits, which exist to slow exactly that down, set out of
+    # the way (their own tests are tests/control/test_enrollment.py and test_rate_limit.py).
     live = LiveControl(
-        tmp_path / "soak", operator_key=OPERATOR, agent_key=AGENT, viewer_key=VIEWER
+        tmp_path / "soak",
+        operator_key=OPERATOR,
+        agent_key=AGENT,
+        viewer_key=VIEWER,
+        enroll_rate=1000,
+        rate_limit=1_000_000,
     ).start()
     operator = {"X-API-Key": OPERATOR}
     body = {"id": PAUSED, "hostname": "paused.lan"}
