@@ -17,6 +17,9 @@ scheduler); install it outside the project's venv, e.g.
 /tmp/wsgi-servers`. Each row: probes answered 200 / sent, latency p50 / p95 / max, the ratio of
 p50 and p95 to the baseline of the same run, the attack connections the server still held at the
 end, and the server's CPU (fraction of one core) during the phase.
+
+Over 300 lines: a self-contained script (attackers, servers, probes, report) that runs from
+a bare checkout.
 """
 
 from __future__ import annotations

@@ -6,6 +6,10 @@ instead of failing with "database is locked"; PostgreSQL is used through psycopg
 Every thread keeps its own connection, so a database fault (a read-only or full disk, a dead
 PostgreSQL) is healed per connection: a connection that may be broken is closed after the
 error and the thread's next request opens a fresh one. No restart is needed.
+
+Over 300 lines: connection handling and its fault recovery (read-only, full or removed
+files, dead PostgreSQL connections) are one concern: each recovery rule depends on how the
+connection was opened.
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@ jitter (``uniform(0, min(cap, base * 2**n))``) forever; 401/403 (bad or foreign 
 operator can fix them. After a 401 for the enrolled key kept in the state directory the
 configured key is tried once; the kept key is replaced only by a new key from control, never
 dropped. Sleep, clock and randomness are injected so the policy is unit-tested without waiting.
+
+Over 300 lines: the sender and the loop share `Result`/`Outcome` and the retry policy;
+the key handling they need lives in identity.py.
 """
 
 import enum

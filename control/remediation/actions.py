@@ -2,6 +2,10 @@
 
 Every state change is one conditional UPDATE (`… WHERE status = <expected>`), so concurrent
 approvals, two dispatchers or a retried request can never move an action twice.
+
+Over 300 lines: every transition of one state machine (create, approve, reject, claim,
+finish, interrupt) with its refusal audit; split, the transitions would lose sight of each
+other's conditional UPDATEs.
 """
 
 from __future__ import annotations

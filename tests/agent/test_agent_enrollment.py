@@ -3,6 +3,9 @@
 A kept key is the only thing that may speak for an enrolled server, so the agent must never
 drop it on one doubtful answer, never keep something that is not a key, keep it crash-safe and
 only for the server id it was minted for, and never read or write it through a symlink.
+
+Over 300 lines: one feature (the kept key) with its failure tables; the fake control is
+shared with test_agent_heartbeat.py.
 """
 
 from __future__ import annotations

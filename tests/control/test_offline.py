@@ -1,4 +1,8 @@
-"""Offline detection, retention and scheduler leadership."""
+"""Offline detection, retention and scheduler leadership.
+
+Over 300 lines: offline detection, its grace period and scheduler leadership share the
+clock and lease fixtures.
+"""
 
 from __future__ import annotations
 

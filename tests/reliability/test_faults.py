@@ -11,6 +11,9 @@ opened while the file was unwritable stays read-only for good unless control dro
 - full: the data dir is a small tmpfs in control's own mount namespace, filled by the test.
 
 The removed database file runs in-process; the PostgreSQL restart live under load.
+
+Over 300 lines: the fault harness (immutable files, a full tmpfs in a mount namespace, a
+read-only PostgreSQL) is shared by every test here.
 """
 
 from __future__ import annotations
