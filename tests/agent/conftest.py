@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -136,7 +138,9 @@ def agent_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOMELAB_")}
     env["PYTHONPATH"] = str(REPO)
     # A fresh state dir per agent: an enrolled key never leaks between tests or from $HOME.
-    env["HOMELAB_STATE_DIR"] = tempfile.mkdtemp(prefix="homelab-agent-state-")
+    state_dir = tempfile.mkdtemp(prefix="homelab-agent-state-")
+    atexit.register(shutil.rmtree, state_dir, ignore_errors=True)  # not left behind in /tmp
+    env["HOMELAB_STATE_DIR"] = state_dir
     env.update(extra)
     return env
 
