@@ -14,7 +14,7 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from control.bounds import SERVER_ID_PATTERN
+from control.bounds import SERVER_ID, SERVER_ID_PATTERN
 from control.db import db
 from control.errors import Conflict, NotFound, ValidationFailed
 from control.models import ApiKey, ApiKeyScope, utcnow
@@ -34,7 +34,6 @@ PERMISSIONS: dict[str, frozenset[str]] = {
 # A stored key's name: printable ASCII without spaces, so `keys list`, log lines and the audit
 # log's actor stay one unambiguous token. `bootstrap-` names the settings' keys only.
 KEY_NAME = re.compile(r"[\x21-\x7e]{1,100}", re.ASCII)
-SERVER_ID = re.compile(SERVER_ID_PATTERN, re.ASCII)
 BOOTSTRAP_PREFIX = "bootstrap-"
 
 

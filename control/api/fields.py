@@ -10,11 +10,10 @@ from typing import Any
 
 import marshmallow as ma
 
-from control.bounds import BIGINT_MAX, SERVER_ID_MAX, SERVER_ID_PATTERN
+from control.bounds import ACTION_TYPE_PATTERN, BIGINT_MAX, SERVER_ID_MAX, SERVER_ID_PATTERN
 
 HOSTNAME_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,254})$"
 SSH_USER_PATTERN = r"^[a-z_][a-z0-9_-]{0,31}$"
-ACTION_TYPE_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 TAG_PATTERN = r"^[a-z0-9_]{1,32}$"
 # The URL converter of a BIGINT row id: anything larger is a 404 before it reaches the database.
 ROW_ID = f"int(max={BIGINT_MAX})"

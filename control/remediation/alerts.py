@@ -22,13 +22,12 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import peewee as pw
 
-from control.bounds import PAGE_LIMIT_DEFAULT, SERVER_ID_PATTERN
+from control.bounds import PAGE_LIMIT_DEFAULT, SERVER_ID
 from control.db import db, is_sqlite, write_transaction
 from control.errors import CommandNotAllowed, Conflict, NotFound, ValidationFailed
 from control.fleet import events
@@ -41,7 +40,6 @@ from control.remediation.wakeup import announce_approved
 from control.remediation.whitelist import Whitelist
 
 RETRY_AFTER = dt.timedelta(hours=1)
-SERVER_ID = re.compile(SERVER_ID_PATTERN, re.ASCII)
 
 
 class RemediationOutcome(enum.StrEnum):

@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from control.bounds import SERVER_ID_PATTERN
+from control.bounds import ACTION_TYPE, SERVER_ID
 from control.db import write_transaction
 from control.errors import CommandNotAllowed, ControlError, NotFound, RateLimited, ValidationFailed
 from control.models import AuditEntry
@@ -57,8 +57,6 @@ REFUSALS: tuple[tuple[type[ControlError], AuditResult], ...] = (
 )
 MAX_DETAIL = 2000
 MAX_ASKED = 1000  # of the detail, for what the client asked
-_SERVER_ID = re.compile(SERVER_ID_PATTERN, re.ASCII)
-_ACTION_TYPE = re.compile(r"[a-z][a-z0-9_]{0,63}", re.ASCII)
 
 
 def record(
@@ -155,8 +153,8 @@ def refusals(
                 source=source,
                 allowed=False,
                 result=result,
-                server_id=_fits(_SERVER_ID, server_id),
-                action_type=_fits(_ACTION_TYPE, action_type),
+                server_id=_fits(SERVER_ID, server_id),
+                action_type=_fits(ACTION_TYPE, action_type),
                 detail=describe_refusal(error, asked),
             )
         raise
@@ -180,8 +178,8 @@ def record_invalid_request(
         source=source,
         allowed=False,
         result=AuditResult.INVALID,
-        server_id=_fits(_SERVER_ID, server_id if isinstance(server_id, str) else None),
-        action_type=_fits(_ACTION_TYPE, action_type if isinstance(action_type, str) else None),
+        server_id=_fits(SERVER_ID, server_id if isinstance(server_id, str) else None),
+        action_type=_fits(ACTION_TYPE, action_type if isinstance(action_type, str) else None),
         detail=describe_refusal(
             error, {"body": asked} if not isinstance(asked, Mapping) else asked
         ),

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from os import PathLike
 from typing import Any, NamedTuple
 
+from control.bounds import ACTION_TYPE
 from control.errors import CommandNotAllowed, ConfigError, ValidationFailed
 from control.remediation.patterns import ParamPattern, PatternError, compile_pattern, split
 
@@ -35,7 +36,6 @@ MAX_ELEMENT_PLACEHOLDERS = 4
 KNOWN_SECTIONS = frozenset({"commands", "remediation"})
 KNOWN_TYPE_KEYS = frozenset({"argv", "params", "description"})
 
-_TYPE_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}", re.ASCII)
 _PRINTABLE = re.compile(r"[\x20-\x7e]*", re.ASCII)
 # `{{` and `}}` are literal braces; any other lone brace is a mistake in the file.
 _TEMPLATE_TOKEN = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}|[{}]")
@@ -83,7 +83,7 @@ class CommandType:
     ) -> CommandType:
         """Validate a template and its patterns; raise `ConfigError` naming the first problem."""
         where = f"[commands.{name}]"
-        if not isinstance(name, str) or not _TYPE_NAME.fullmatch(name):
+        if not isinstance(name, str) or not ACTION_TYPE.fullmatch(name):
             raise ConfigError(f"{where}: type name must match ^[a-z][a-z0-9_]{{0,63}}$")
         if not isinstance(argv, list) or not argv or len(argv) > MAX_ARGV_ELEMENTS:
             raise ConfigError(f"{where}: argv must be a list of 1..{MAX_ARGV_ELEMENTS} strings")
