@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import time
@@ -13,17 +14,18 @@ import pytest
 
 
 def require_binary(path: str | None, what: str) -> str:
-    """Return `path` if it is an executable; otherwise skip locally, but fail in CI.
+    """Return `path` if it is an executable; otherwise fail the test, naming what to install.
 
-    CI (`CI=true`) installs every binary the suite needs, so a missing one there is a defect.
+    Never a skip: a test that did not run proves nothing. `.ci/run` lists (and installs) the
+    Debian packages of every binary the suite needs; `make test-fast` needs none of them.
     """
     found = path if path and os.access(path, os.X_OK) else (shutil.which(path) if path else None)
     if found:
         return found
-    message = f"{what} is not installed ({path or 'not found'})"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message + "; .ci/run must install it")
-    pytest.skip(message)
+    pytest.fail(
+        f"{what} is not installed ({path or 'not found'}): install the packages .ci/run lists, "
+        "or run `make test-fast` (the lanes that need no external binary)"
+    )
 
 
 def free_port() -> int:
@@ -93,3 +95,33 @@ def send_heartbeat(client, auth: AuthHeaders, body: dict, headers: dict | None =
     if response.status_code == 200 and minted:
         enrolled[server_id] = minted
     return response
+
+
+# The heartbeat `metrics` field names (seed 001): the contract between agent and control, which
+# never import each other (tests/test_contract_heartbeat_metrics.py checks both against it).
+HEARTBEAT_METRIC_FIELDS = (
+    "cpu_percent",
+    "memory_percent",
+    "memory_total_mb",
+    "memory_used_mb",
+    "disk_percent",
+    "disk_total_gb",
+    "disk_used_gb",
+    "network_rx_bytes",
+    "network_tx_bytes",
+    "load_1m",
+    "load_5m",
+    "load_15m",
+    "uptime_seconds",
+)
+
+
+def api_operations(client) -> list[tuple[str, str]]:
+    """Every (method, path) of the app's OpenAPI document, path parameters filled with `1`."""
+    spec = client.get("/api/openapi.json").json
+    return [
+        (method, re.sub(r"\{[^}]+\}", "1", path))
+        for path, methods in spec["paths"].items()
+        for method in methods
+        if method in {"get", "post", "put", "delete", "patch"}
+    ]

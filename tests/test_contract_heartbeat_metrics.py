@@ -17,25 +17,10 @@ import pytest
 from control.api.agents import MetricsSchema
 from control.models import METRIC_FIELDS
 from exporter_agent.heartbeat_metrics import Summary
+from tests.helpers import HEARTBEAT_METRIC_FIELDS
 
 REPO = Path(__file__).resolve().parents[1]
 
-# The contract (seed 001's heartbeat `metrics` object).
-HEARTBEAT_METRIC_FIELDS = [
-    "cpu_percent",
-    "memory_percent",
-    "memory_total_mb",
-    "memory_used_mb",
-    "disk_percent",
-    "disk_total_gb",
-    "disk_used_gb",
-    "network_rx_bytes",
-    "network_tx_bytes",
-    "load_1m",
-    "load_5m",
-    "load_15m",
-    "uptime_seconds",
-]
 
 MemoryInfo = namedtuple("MemoryInfo", "total available")
 DiskUsage = namedtuple("DiskUsage", "total used free percent")

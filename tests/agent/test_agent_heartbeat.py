@@ -28,7 +28,7 @@ from exporter_agent.heartbeat import (
 )
 from exporter_agent.heartbeat_metrics import Summary, default_server_id, os_info
 from exporter_agent.heartbeat_state import HeartbeatState
-from tests.helpers import free_port
+from tests.helpers import HEARTBEAT_METRIC_FIELDS, free_port
 
 OK = (200, {"status": "ok", "server_registered": True, "pending_commands": []})
 UNAUTHORIZED = (401, {"code": "UNAUTHORIZED", "message": "Invalid or missing API key"})
@@ -42,21 +42,7 @@ INVALID = (
         "errors": {"server_id": ["String does not match expected pattern."]},
     },
 )
-METRIC_KEYS = {
-    "cpu_percent",
-    "memory_percent",
-    "memory_total_mb",
-    "memory_used_mb",
-    "disk_percent",
-    "disk_total_gb",
-    "disk_used_gb",
-    "network_rx_bytes",
-    "network_tx_bytes",
-    "load_1m",
-    "load_5m",
-    "load_15m",
-    "uptime_seconds",
-}
+METRIC_KEYS = set(HEARTBEAT_METRIC_FIELDS)
 
 
 class FakeControl:

@@ -90,3 +90,12 @@ def server(client, auth, ssh_address):
     body = {"id": "box", "hostname": "box", "ip_address": host, "ssh_port": port}
     assert client.post("/api/v1/servers", json=body, headers=auth.operator).status_code == 201
     return "box"
+
+
+@pytest.fixture
+def box(client, auth):
+    """A registered server `box` whose SSH port (1) refuses at once: for requests that must
+    be refused or rate-limited before anything would run."""
+    body = {"id": "box", "hostname": "box", "ip_address": "127.0.0.1", "ssh_port": 1}
+    assert client.post("/api/v1/servers", json=body, headers=auth.operator).status_code == 201
+    return "box"

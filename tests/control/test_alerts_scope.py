@@ -4,11 +4,10 @@ Medium 5). Bootstrap (`HOMELAB_ALERTS_KEY`) and stored (`keys create --scope ale
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
 from control.keys import create_key
+from tests.helpers import api_operations
 
 WEBHOOK = "/api/v1/alerts/alertmanager"
 ALERTS_KEY = "test-alerts-key"
@@ -18,14 +17,6 @@ DELIVERY = {"version": "4", "alerts": []}
 @pytest.fixture
 def settings_overrides():
     return {"alerts_key": ALERTS_KEY}
-
-
-def operations(client):
-    spec = client.get("/api/openapi.json").json
-    for path, methods in spec["paths"].items():
-        for method in methods:
-            if method in {"get", "post", "put", "delete", "patch"}:
-                yield method, re.sub(r"\{[^}]+\}", "1", path)
 
 
 @pytest.fixture(params=["bootstrap", "stored"])
@@ -45,7 +36,7 @@ def test_alerts_key_may_post_the_webhook(client, alerts_headers):
 
 def test_alerts_key_is_403_everywhere_else(client, alerts_headers):
     checked = 0
-    for method, path in operations(client):
+    for method, path in api_operations(client):
         if (method, path) == ("post", WEBHOOK):
             continue
         response = client.open(path, method=method.upper(), json={}, headers=alerts_headers)

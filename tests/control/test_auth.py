@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
 from control.keys import KeyRing, create_key, hash_key, revoke_key
+from tests.helpers import api_operations
 
 HEARTBEAT = "/api/v1/agents/heartbeat"
-
-
-def operations(client):
-    spec = client.get("/api/openapi.json").json
-    for path, methods in spec["paths"].items():
-        for method in methods:
-            if method in {"get", "post", "put", "delete", "patch"}:
-                yield method, re.sub(r"\{[^}]+\}", "1", path)
 
 
 def call(client, method, path, headers=None):
@@ -24,7 +15,7 @@ def call(client, method, path, headers=None):
 
 
 def test_spec_lists_the_core_operations(client):
-    found = set(operations(client))
+    found = set(api_operations(client))
     assert {
         ("get", "/api/v1/servers"),
         ("post", "/api/v1/servers"),
@@ -47,20 +38,20 @@ def test_spec_lists_the_core_operations(client):
 
 
 def test_every_operation_requires_a_key(client):
-    for method, path in operations(client):
+    for method, path in api_operations(client):
         response = call(client, method, path)
         assert response.status_code == 401, (method, path)
         assert response.json["code"] == "UNAUTHORIZED"
 
 
 def test_every_operation_rejects_a_wrong_key(client):
-    for method, path in operations(client):
+    for method, path in api_operations(client):
         response = call(client, method, path, {"X-API-Key": "not-a-key"})
         assert response.status_code == 401, (method, path)
 
 
 def test_under_scoped_keys_are_403_everywhere(client, auth):
-    for method, path in operations(client):
+    for method, path in api_operations(client):
         if path == HEARTBEAT:
             weaker = [auth.viewer]
         elif method == "get":

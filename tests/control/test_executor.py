@@ -24,15 +24,21 @@ from tests.sshd import free_port
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def executor(sshd):
-    executor = SshExecutor(
+def sshd_executor(sshd, **options) -> SshExecutor:
+    """An executor trusting the test sshd, with short timeouts (and any `options`)."""
+    return SshExecutor(
         sshd.client_key_path,
         sshd.known_hosts_path,
         connect_timeout=5,
         command_timeout=10,
         default_user=sshd.user,
+        **options,
     )
+
+
+@pytest.fixture
+def executor(sshd):
+    executor = sshd_executor(sshd)
     yield executor
     executor.close()
 
@@ -306,14 +312,7 @@ def test_close_closes_pooled_connections(executor, sshd):
 @pytest.fixture
 def quick_idle(sshd):
     """An executor whose pool closes connections after 1 s without a command."""
-    executor = SshExecutor(
-        sshd.client_key_path,
-        sshd.known_hosts_path,
-        connect_timeout=5,
-        command_timeout=10,
-        default_user=sshd.user,
-        idle_timeout=1,
-    )
+    executor = sshd_executor(sshd, idle_timeout=1)
     yield executor
     executor.close()
 

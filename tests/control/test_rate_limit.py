@@ -27,13 +27,6 @@ def settings_overrides(remediation_settings):
     return remediation_settings
 
 
-@pytest.fixture
-def box(client, auth):
-    body = {"id": "box", "hostname": "box", "ip_address": "127.0.0.1", "ssh_port": 1}
-    assert client.post("/api/v1/servers", json=body, headers=auth.operator).status_code == 201
-    return "box"
-
-
 def action(name, server_id="box"):
     return {"server_id": server_id, "action_type": "touch_marker", "parameters": {"name": name}}
 

@@ -21,13 +21,6 @@ def settings_overrides(remediation_settings):
     return remediation_settings
 
 
-@pytest.fixture
-def box(client, auth):
-    body = {"id": "box", "hostname": "box", "ip_address": "127.0.0.1", "ssh_port": 1}
-    assert client.post("/api/v1/servers", json=body, headers=auth.operator).status_code == 201
-    return "box"
-
-
 def execute_url(server_id="box"):
     return f"/api/v1/servers/{server_id}/commands/execute"
 

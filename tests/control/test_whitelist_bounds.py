@@ -264,13 +264,6 @@ def lock_spy(monkeypatch):
     return calls
 
 
-@pytest.fixture
-def box(client, auth):
-    body = {"id": "box", "hostname": "box", "ip_address": "127.0.0.1", "ssh_port": 1}
-    assert client.post("/api/v1/servers", json=body, headers=auth.operator).status_code == 201
-    return "box"
-
-
 def test_the_execute_attack_is_a_400_in_bounded_time(client, auth, box):
     command = "echo " + "a-" * 1000 + "!"
 
