@@ -42,6 +42,14 @@ class Settings:
     rate_limit: int = 10
     enrollment: bool = True  # unbound agent keys may enroll servers (see control/fleet/enrollment)
     enroll_rate: int = 60  # servers one unbound key may enroll per hour
+    # Device health (control.fleet.health): degraded / failed thresholds, and how long after a
+    # version change its post-update health check runs.
+    health_temperature_degraded: float = 75.0  # °C
+    health_temperature_failed: float = 85.0
+    health_disk_degraded: float = 90.0  # percent used
+    health_disk_failed: float = 98.0
+    health_memory_degraded: float = 95.0
+    update_check_after: int = 300  # seconds
     electricity_price: float = 0.30
     currency: str = "EUR"
     max_content_length: int = 1024 * 1024
@@ -75,6 +83,7 @@ _POSITIVE = {
     "dispatch_workers",
     "rate_limit",
     "max_content_length",
+    "update_check_after",
 }
 
 

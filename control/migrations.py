@@ -23,8 +23,13 @@ from control.models import (
     Alert,
     AuditEntry,
     BaseModel,
+    MetricsSample,
     RateLimitHit,
     SchedulerLease,
+    Server,
+    ServerHealth,
+    ServerStatus,
+    ServerUpdate,
 )
 
 log = logging.getLogger(__name__)
@@ -47,12 +52,24 @@ OPEN_ACTION_INDEX = (
 )
 
 
+def _add_not_null_column(table: str, column: str, sql_type: str, default: str) -> None:
+    """Add a NOT NULL column with a default in one statement, on either database.
+
+    playhouse's add_column adds such a column as nullable and then rebuilds a SQLite table to
+    make it NOT NULL; dropping the old table then cascades into every table with a foreign key
+    to it (metrics samples, for `server`). SQLite accepts the constraint with a default in
+    ADD COLUMN, so nothing is rebuilt.
+    """
+    db.execute_sql(
+        f'ALTER TABLE "{table}" ADD COLUMN "{column}" {sql_type} NOT NULL DEFAULT {default}'
+    )
+
+
 def _v2_remediation(migrator: SchemaMigrator) -> None:
     """Version 2: maintenance mode on servers, the action queue and the audit log."""
-    run_operations(
-        migrator.add_column("server", "is_paused", pw.BooleanField(default=False)),
-        migrator.add_column("server", "paused_at", pw.DateTimeField(null=True)),
-    )
+    boolean, false = ("INTEGER", "0") if is_sqlite() else ("BOOLEAN", "FALSE")
+    _add_not_null_column("server", "is_paused", boolean, false)  # see there: no table rebuild
+    run_operations(migrator.add_column("server", "paused_at", pw.DateTimeField(null=True)))
     db.create_tables([Action, AuditEntry], safe=True)
     db.execute_sql(OPEN_ACTION_INDEX)
 
@@ -140,6 +157,38 @@ def _v7_ssh_address(migrator: SchemaMigrator) -> None:
     db.execute_sql('UPDATE "server" SET "ssh_address" = "hostname"')
 
 
+def _v8_device_health(migrator: SchemaMigrator) -> None:
+    """Version 8: seed 002's device health: inventory, health, facts, severity and updates."""
+    nullable_server_columns = (
+        "role", "branch", "segment", "version_lock", "metadata", "current_commit_hash",
+        "containers", "services", "packages", "health_reasons", "health_changed_at",
+        "manual_health", "manual_health_reason", "manual_health_by",
+    )  # fmt: skip
+    run_operations(
+        *(
+            migrator.add_column("server", name, Server._meta.fields[name])
+            for name in nullable_server_columns
+        ),
+        *(
+            migrator.add_column("metrics_sample", name, MetricsSample._meta.fields[name])
+            for name in ("temperature", "containers_running", "containers_failed")
+        ),
+    )
+    boolean, true = ("INTEGER", "1") if is_sqlite() else ("BOOLEAN", "TRUE")
+    _add_not_null_column("server", "update_enabled", boolean, true)
+    _add_not_null_column("server", "health", "VARCHAR(16)", f"'{ServerHealth.UNKNOWN}'")
+    _add_not_null_column("event", "severity", "VARCHAR(8)", "'info'")
+    run_operations(
+        migrator.add_index("server", ("health",), False),
+        migrator.add_index("event", ("severity", "id"), False),
+    )
+    # A server already offline is judged offline; the others at their next heartbeat.
+    Server.update(health=ServerHealth.OFFLINE).where(
+        Server.status == ServerStatus.OFFLINE
+    ).execute()
+    db.create_tables([ServerUpdate], safe=True)
+
+
 # Each step takes a SchemaMigrator; step N brings version N-1 to version N.
 # Version 1 is the initial schema (servers, samples, events, keys, scheduler rows).
 MIGRATIONS: list[Callable[[SchemaMigrator], None]] = [
@@ -149,6 +198,7 @@ MIGRATIONS: list[Callable[[SchemaMigrator], None]] = [
     _v5_enrollment,
     _v6_rate_limit_hits,
     _v7_ssh_address,
+    _v8_device_health,
 ]
 LATEST_VERSION = 1 + len(MIGRATIONS)
 MIGRATION_LOCK_ID = 0x484F4D45  # arbitrary, constant: "HOME"

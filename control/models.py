@@ -35,6 +35,16 @@ class ServerStatus(enum.StrEnum):
     OFFLINE = "offline"
 
 
+class ServerHealth(enum.StrEnum):
+    """The values of `Server.health` (seed 002), judged by control.fleet.health."""
+
+    HEALTHY = "healthy"
+    DEGRADED = "degraded"
+    FAILED = "failed"
+    OFFLINE = "offline"
+    UNKNOWN = "unknown"
+
+
 class Server(BaseModel):
     """A box in the fleet: registered by hand or by its first heartbeat."""
 
@@ -60,6 +70,26 @@ class Server(BaseModel):
     is_paused = pw.BooleanField(default=False)  # maintenance mode: actions wait for approval
     tags = pw.TextField(null=True)  # JSON list of ^[a-z0-9_]{1,32}$ names; NULL means none
     paused_at = pw.DateTimeField(null=True)
+    # Seed 002's inventory, set by the operator: grouping, deployment and a version lock.
+    role = pw.CharField(max_length=64, null=True)
+    branch = pw.CharField(max_length=64, null=True)
+    segment = pw.CharField(max_length=64, null=True)
+    update_enabled = pw.BooleanField(default=True)  # false: software-changing actions refused
+    version_lock = pw.CharField(max_length=40, null=True)  # the commit the box must run
+    metadata = pw.TextField(null=True)  # JSON object, at most 4 KB; NULL means none
+    # The latest device-health facts the heartbeats carried (JSON; NULL: never reported).
+    current_commit_hash = pw.CharField(max_length=40, null=True)
+    containers = pw.TextField(null=True)  # JSON list of {name, image, state, health, ...}
+    services = pw.TextField(null=True)  # JSON list of {name, active_state, sub_state}
+    packages = pw.TextField(null=True)  # JSON object {upgradable, security, reboot_required}
+    # The judged health (control.fleet.health) and why, and the operator's manual state,
+    # which holds until cleared.
+    health = pw.CharField(max_length=16, default=ServerHealth.UNKNOWN, index=True)
+    health_reasons = pw.TextField(null=True)  # JSON list of sentences; NULL means none
+    health_changed_at = pw.DateTimeField(null=True)
+    manual_health = pw.CharField(max_length=16, null=True)
+    manual_health_reason = pw.TextField(null=True)
+    manual_health_by = pw.CharField(max_length=100, null=True)
     # Points at the newest MetricsSample so the list view joins once instead of N+1 lookups.
     latest_sample_id = pw.BigIntegerField(null=True)
     last_seen = pw.DateTimeField(null=True)
@@ -90,6 +120,9 @@ class MetricsSample(BaseModel):
     load_5m = pw.FloatField(null=True)
     load_15m = pw.FloatField(null=True)
     uptime_seconds = pw.BigIntegerField(null=True)
+    temperature = pw.FloatField(null=True)  # °C, the hottest sensor
+    containers_running = pw.IntegerField(null=True)
+    containers_failed = pw.IntegerField(null=True)
 
     class Meta:
         indexes = (
@@ -112,7 +145,18 @@ METRIC_FIELDS = (
     "load_5m",
     "load_15m",
     "uptime_seconds",
+    "temperature",
+    "containers_running",
+    "containers_failed",
 )
+
+
+class EventSeverity(enum.StrEnum):
+    """The values of `Event.severity`, least to most severe."""
+
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
 
 
 class Event(BaseModel):
@@ -124,6 +168,7 @@ class Event(BaseModel):
     id = pw.BigAutoField()
     server_id = pw.CharField(max_length=100, null=True)
     type = pw.CharField(max_length=50)
+    severity = pw.CharField(max_length=8, default=EventSeverity.INFO)
     message = pw.TextField()
     details = pw.TextField(null=True)  # JSON
     created_at = pw.DateTimeField(default=utcnow)
@@ -132,7 +177,51 @@ class Event(BaseModel):
         indexes = (
             (("server_id", "id"), False),
             (("type", "id"), False),
+            (("severity", "id"), False),
             (("created_at",), False),
+        )
+
+
+class UpdateKind(enum.StrEnum):
+    """What an update record tracks a change of."""
+
+    COMMIT = "commit"
+    AGENT = "agent"
+    OS = "os"
+    KERNEL = "kernel"
+
+
+class UpdateStatus(enum.StrEnum):
+    """The values of `ServerUpdate.update_status` (seed 002's DeviceUpdate)."""
+
+    PENDING = "pending"  # waiting for the post-update health check
+    SUCCESS = "success"
+    FAILED = "failed"
+    ROLLED_BACK = "rolled_back"
+
+
+class ServerUpdate(BaseModel):
+    """A version change a heartbeat revealed: commit, agent, OS version or kernel.
+
+    `server_id` is a plain column, like events: the history outlives the server.
+    """
+
+    id = pw.BigAutoField()
+    server_id = pw.CharField(max_length=100)
+    kind = pw.CharField(max_length=16)
+    from_version = pw.CharField(max_length=100)
+    to_version = pw.CharField(max_length=100)
+    detected_at = pw.DateTimeField()
+    check_due_at = pw.DateTimeField()  # when the post-update health check runs
+    update_status = pw.CharField(max_length=16, default=UpdateStatus.PENDING)
+    health_check_passed = pw.BooleanField(null=True)
+    error_message = pw.TextField(null=True)
+    checked_at = pw.DateTimeField(null=True)
+
+    class Meta:
+        indexes = (
+            (("server_id", "kind", "id"), False),
+            (("update_status", "check_due_at"), False),
         )
 
 
@@ -339,4 +428,5 @@ ALL_MODELS = [
     JobRun,
     Alert,
     RateLimitHit,
+    ServerUpdate,
 ]

@@ -54,6 +54,13 @@ class MetricsSchema(Lenient):
     load_5m = Float(0, 1e6, allow_none=True)
     load_15m = Float(0, 1e6, allow_none=True)
     uptime_seconds = BigInt(allow_none=True)
+    temperature = Float(-50, 200, allow_none=True, metadata={"description": "°C, hottest sensor"})
+    containers_running = ma.fields.Integer(
+        allow_none=True, strict=True, validate=ma.validate.Range(0, 100000)
+    )
+    containers_failed = ma.fields.Integer(
+        allow_none=True, strict=True, validate=ma.validate.Range(0, 100000)
+    )
 
 
 class HeartbeatSchema(Lenient):

@@ -97,6 +97,9 @@ class LatestMetricsSchema(ma.Schema):
     load_5m = ma.fields.Float()
     load_15m = ma.fields.Float()
     uptime_seconds = ma.fields.Integer()
+    temperature = ma.fields.Float(metadata={"description": "°C, the hottest sensor"})
+    containers_running = ma.fields.Integer()
+    containers_failed = ma.fields.Integer()
 
 
 assert set(METRIC_FIELDS) <= set(LatestMetricsSchema._declared_fields)

@@ -1,7 +1,12 @@
-"""The event log: registration, status changes and (later) action lifecycle, one row each."""
+"""The event log: registration, status and health changes, updates, actions, one row each.
+
+Every event has a severity (`info | warning | error`): the type's usual one from
+`DEFAULT_SEVERITY`, or the caller's when it depends on the change (health, status).
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import json
 import logging
@@ -9,7 +14,7 @@ from typing import Any
 
 from control.bounds import PAGE_LIMIT_DEFAULT
 from control.db import write_transaction
-from control.models import Event
+from control.models import Event, EventSeverity, utcnow
 from control.queries import filtered, page
 
 log = logging.getLogger("control.fleet.events")
@@ -36,6 +41,26 @@ class EventType(enum.StrEnum):
     COMMAND_FAILED = "command_failed"
     ALERT_FIRING = "alert_firing"
     ALERT_RESOLVED = "alert_resolved"
+    HEALTH_CHANGED = "health_changed"
+    UPDATE_DETECTED = "update_detected"
+    UPDATE_SUCCEEDED = "update_succeeded"
+    UPDATE_FAILED = "update_failed"
+    UPDATE_ROLLED_BACK = "update_rolled_back"
+
+
+# The severity of each type when the caller does not say; absent types are `info`.
+DEFAULT_SEVERITY: dict[str, EventSeverity] = {
+    EventType.ACTION_FAILED: EventSeverity.ERROR,
+    EventType.COMMAND_FAILED: EventSeverity.ERROR,
+    EventType.ALERT_FIRING: EventSeverity.WARNING,
+    EventType.UPDATE_FAILED: EventSeverity.ERROR,
+    EventType.UPDATE_ROLLED_BACK: EventSeverity.WARNING,
+}
+
+
+def severity_of(event_type: str, severity: str | None = None) -> str:
+    """The severity an event is recorded with: the one given, else its type's default."""
+    return severity or DEFAULT_SEVERITY.get(event_type, EventSeverity.INFO)
 
 
 def record(
@@ -43,14 +68,19 @@ def record(
     message: str,
     server_id: str | None = None,
     details: dict[str, Any] | None = None,
+    severity: str | None = None,
+    created_at: dt.datetime | None = None,
 ) -> Event:
     """Append one event (inside the caller's transaction, if any) and log it as one line."""
-    log.info(message, extra={"event": event_type, "server_id": server_id})
+    severity = severity_of(event_type, severity)
+    log.info(message, extra={"event": event_type, "server_id": server_id, "severity": severity})
     # A savepoint inside the caller's transaction; on its own, a write that queues on SQLite's
     # in-process writer lock like every other write (see control.db).
     with write_transaction():
         return Event.create(
             type=event_type,
+            severity=severity,
+            created_at=created_at or utcnow(),
             message=message,
             server_id=server_id,
             details=json.dumps(details, sort_keys=True) if details else None,
@@ -62,7 +92,15 @@ def record_many(rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
     for row in rows:
-        log.info(row["message"], extra={"event": row["type"], "server_id": row.get("server_id")})
+        row["severity"] = severity_of(row["type"], row.get("severity"))
+        log.info(
+            row["message"],
+            extra={
+                "event": row["type"],
+                "server_id": row.get("server_id"),
+                "severity": row["severity"],
+            },
+        )
         if row.get("details") is not None:
             row["details"] = json.dumps(row["details"], sort_keys=True)
     with write_transaction():

@@ -35,9 +35,10 @@ def test_old_database_is_upgraded_in_place_keeping_data(app, monkeypatch):
 
 def test_version_1_database_gains_the_remediation_schema(app):
     """Rebuild a version-1 shape (no pause columns, no action/audit tables), then migrate."""
-    from control.models import Action, AuditEntry
+    from control.models import Action, AuditEntry, MetricsSample
 
     Server.create(id="old", hostname="old")
+    MetricsSample.create(server="old", timestamp="2026-01-01 00:00:00", cpu_percent=1.0)
     _drop_version_3_schema()
     db.drop_tables([Action, AuditEntry])
     db.execute_sql("ALTER TABLE server DROP COLUMN is_paused")
@@ -48,13 +49,38 @@ def test_version_1_database_gains_the_remediation_schema(app):
     columns = {column.name for column in db.get_columns("server")}
     assert {"is_paused", "paused_at"} <= columns
     assert Server.get_by_id("old").is_paused is False
+    # Adding NOT NULL columns must not rebuild `server` (the drop would cascade to samples).
+    assert MetricsSample.select().count() == 1
     assert Action.select().count() == 0 and AuditEntry.select().count() == 0
     indexes = {index.name for index in db.get_indexes("action")}
     assert "action_one_open" in indexes
 
 
+V8_SERVER_COLUMNS = (
+    "role", "branch", "segment", "update_enabled", "version_lock", "metadata",
+    "current_commit_hash", "containers", "services", "packages", "health", "health_reasons",
+    "health_changed_at", "manual_health", "manual_health_reason", "manual_health_by",
+)  # fmt: skip
+
+
+def _drop_version_8_schema() -> None:
+    """Take a current database back to the version-7 shape: no device health."""
+    from control.models import ServerUpdate
+
+    db.execute_sql('DROP INDEX "server_health"')
+    db.execute_sql('DROP INDEX "event_severity_id"')
+    for column in V8_SERVER_COLUMNS:
+        db.execute_sql(f'ALTER TABLE server DROP COLUMN "{column}"')
+    for column in ("temperature", "containers_running", "containers_failed"):
+        db.execute_sql(f'ALTER TABLE metrics_sample DROP COLUMN "{column}"')
+    db.execute_sql('ALTER TABLE event DROP COLUMN "severity"')
+    db.drop_tables([ServerUpdate])
+    SchemaVersion.update(version=7).execute()
+
+
 def _drop_version_7_schema() -> None:
     """Take a current database back to the version-6 shape: no pinned SSH address."""
+    _drop_version_8_schema()
     db.execute_sql("ALTER TABLE server DROP COLUMN ssh_address")
     SchemaVersion.update(version=6).execute()
 
@@ -93,7 +119,7 @@ def test_version_2_database_gains_tags_and_the_alert_table(app):
     _drop_version_3_schema()
     assert "tags" not in {column.name for column in db.get_columns("server")}
 
-    assert migrations.migrate() == migrations.LATEST_VERSION == 7
+    assert migrations.migrate() == migrations.LATEST_VERSION == 8
     assert "tags" in {column.name for column in db.get_columns("server")}
     old = Server.get_by_id("old")
     assert (old.tags, old.is_paused) == (None, True)
@@ -180,7 +206,7 @@ def test_version_5_database_gains_the_rate_limit_table_keeping_its_data(app):
     _drop_version_6_schema()
     assert "rate_limit_hit" not in db.get_tables()
 
-    assert migrations.migrate() == migrations.LATEST_VERSION == 7
+    assert migrations.migrate() == migrations.LATEST_VERSION == 8
     assert "rate_limit_hit" in db.get_tables()
     indexes = {tuple(index.columns) for index in db.get_indexes("rate_limit_hit")}
     assert ("bucket", "key_name", "hit_at") in indexes
@@ -195,3 +221,21 @@ def test_version_6_servers_gain_a_pinned_ssh_address_from_their_hostname(app):
     _drop_version_7_schema()
     assert migrations.migrate() == migrations.LATEST_VERSION
     assert Server.get_by_id("old").ssh_address == "old.lan"  # never the heartbeat address
+
+
+def test_version_7_servers_gain_device_health_keeping_their_data(app):
+    from control.models import Event, MetricsSample, ServerHealth, ServerUpdate
+
+    Server.create(id="up", hostname="up", status="online")
+    Server.create(id="down", hostname="down", status="offline")
+    MetricsSample.create(server="up", timestamp="2026-01-01 00:00:00", cpu_percent=5.0)
+    Event.create(type="status_changed", message="m")
+    _drop_version_8_schema()
+    assert migrations.migrate() == migrations.LATEST_VERSION
+    assert Server.get_by_id("up").health == ServerHealth.UNKNOWN
+    assert Server.get_by_id("down").health == ServerHealth.OFFLINE  # judged at once
+    assert Server.get_by_id("up").update_enabled is True
+    assert MetricsSample.get().cpu_percent == 5.0 and MetricsSample.get().temperature is None
+    assert Event.get().severity == "info"
+    assert ServerUpdate.select().count() == 0
+    assert "server_health" in {index.name for index in db.get_indexes("server")}
