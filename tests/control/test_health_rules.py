@@ -1,0 +1,194 @@
+"""The device-health rules (control/fleet/health.py), table by table."""
+
+from __future__ import annotations
+
+import pytest
+
+from control.fleet.health import (
+    Facts,
+    Thresholds,
+    change_severity,
+    is_failed_container,
+    judge,
+)
+from control.models import EventSeverity, ServerHealth
+
+LIMITS = Thresholds()
+ONLINE = "online"
+
+
+def container(name="web", state="running", health=None, exit_code=None):
+    return {"name": name, "image": "nginx:1.27", "state": state, "health": health,
+            "exit_code": exit_code, "restart_count": 0}  # fmt: skip
+
+
+def service(name="nginx.service", active_state="active", sub_state="running"):
+    return {"name": name, "active_state": active_state, "sub_state": sub_state}
+
+
+@pytest.mark.parametrize(
+    ("facts", "health", "reasons"),
+    [
+        (Facts(ONLINE), ServerHealth.HEALTHY, ()),
+        (Facts(ONLINE, temperature=74.9), ServerHealth.HEALTHY, ()),
+        (Facts(ONLINE, temperature=75), ServerHealth.DEGRADED, ("temperature 75 °C ≥ 75",)),
+        (Facts(ONLINE, temperature=81.25), ServerHealth.DEGRADED, ("temperature 81.2 °C ≥ 75",)),
+        (Facts(ONLINE, temperature=85), ServerHealth.FAILED, ("temperature 85 °C ≥ 85",)),
+        (Facts(ONLINE, disk_percent=89.9), ServerHealth.HEALTHY, ()),
+        (Facts(ONLINE, disk_percent=93), ServerHealth.DEGRADED, ("disk / 93 % ≥ 90",)),
+        (Facts(ONLINE, disk_percent=98), ServerHealth.FAILED, ("disk / 98 % ≥ 98",)),
+        (Facts(ONLINE, memory_percent=94.9), ServerHealth.HEALTHY, ()),
+        (Facts(ONLINE, memory_percent=95), ServerHealth.DEGRADED, ("memory 95 % ≥ 95",)),
+        (Facts(ONLINE, memory_percent=100), ServerHealth.DEGRADED, ("memory 100 % ≥ 95",)),
+        (
+            Facts(ONLINE, containers=[container(state="exited", exit_code=1)]),
+            ServerHealth.DEGRADED,
+            ("container web exited (1)",),
+        ),
+        (
+            Facts(ONLINE, containers=[container(state="exited", exit_code=0)]),
+            ServerHealth.HEALTHY,
+            (),
+        ),
+        (
+            Facts(ONLINE, containers=[container(state="dead")]),
+            ServerHealth.DEGRADED,
+            ("container web dead",),
+        ),
+        (
+            Facts(ONLINE, containers=[container(state="restarting")]),
+            ServerHealth.DEGRADED,
+            ("container web restarting",),
+        ),
+        (
+            Facts(ONLINE, containers=[container(health="unhealthy")]),
+            ServerHealth.DEGRADED,
+            ("container web unhealthy",),
+        ),
+        (Facts(ONLINE, containers=[container(health="starting")]), ServerHealth.HEALTHY, ()),
+        (Facts(ONLINE, containers=[container(state="paused")]), ServerHealth.HEALTHY, ()),
+        (Facts(ONLINE, containers=[]), ServerHealth.HEALTHY, ()),
+        (Facts(ONLINE, services=[service()]), ServerHealth.HEALTHY, ()),
+        (
+            Facts(ONLINE, services=[service(active_state="inactive", sub_state="dead")]),
+            ServerHealth.DEGRADED,
+            ("service nginx.service inactive",),
+        ),
+        (
+            Facts(ONLINE, services=[service(active_state="activating", sub_state="start")]),
+            ServerHealth.DEGRADED,
+            ("service nginx.service activating",),
+        ),
+        (
+            Facts(ONLINE, services=[service(active_state="failed", sub_state="failed")]),
+            ServerHealth.FAILED,
+            ("service nginx.service failed",),
+        ),
+        (
+            Facts(ONLINE, commit_hash="1a2b3c4d5e", version_lock="1a2b3c4"),
+            ServerHealth.HEALTHY,
+            (),
+        ),
+        (
+            Facts(ONLINE, commit_hash="1a2b3c4", version_lock="1a2b3c4d5e"),
+            ServerHealth.HEALTHY,
+            (),
+        ),
+        (
+            Facts(ONLINE, commit_hash="1a2b3c4d", version_lock="9f8e7d6c"),
+            ServerHealth.DEGRADED,
+            ("commit 1a2b3c4 ≠ locked 9f8e7d6",),
+        ),
+        (
+            Facts(ONLINE, commit_hash=None, version_lock="9f8e7d6c"),
+            ServerHealth.DEGRADED,
+            ("commit unknown ≠ locked 9f8e7d6",),
+        ),
+        (Facts(ONLINE, commit_hash="1a2b3c4", version_lock=None), ServerHealth.HEALTHY, ()),
+    ],
+)
+def test_each_rule_gives_its_health_and_reason(facts, health, reasons):
+    verdict = judge(facts, LIMITS)
+    assert (verdict.health, verdict.reasons) == (health, reasons)
+
+
+def test_the_worst_rule_wins_and_its_reasons_come_first():
+    facts = Facts(
+        ONLINE,
+        temperature=80,
+        disk_percent=99,
+        containers=[container(state="dead")],
+        services=[service(active_state="failed")],
+    )
+    verdict = judge(facts, LIMITS)
+    assert verdict.health == ServerHealth.FAILED
+    assert verdict.reasons == (
+        "disk / 99 % ≥ 98",
+        "service nginx.service failed",
+        "temperature 80 °C ≥ 75",
+        "container web dead",
+    )
+
+
+def test_configured_thresholds_replace_the_defaults():
+    limits = Thresholds(temperature_degraded=60, temperature_failed=70, disk_degraded=50,
+                        disk_failed=60, memory_degraded=50)  # fmt: skip
+    assert judge(Facts(ONLINE, temperature=65), limits).health == ServerHealth.DEGRADED
+    assert judge(Facts(ONLINE, temperature=70), limits).health == ServerHealth.FAILED
+    assert judge(Facts(ONLINE, disk_percent=55), limits).reasons == ("disk / 55 % ≥ 50",)
+    assert judge(Facts(ONLINE, memory_percent=50), limits).health == ServerHealth.DEGRADED
+
+
+def test_offline_wins_over_every_fact_and_the_manual_state():
+    facts = Facts("offline", temperature=99, manual_health="healthy", manual_by="ops")
+    assert judge(facts, LIMITS).health == ServerHealth.OFFLINE
+
+
+def test_a_server_never_heard_from_is_unknown():
+    assert judge(Facts("unknown"), LIMITS).health == ServerHealth.UNKNOWN
+
+
+def test_the_manual_state_holds_over_the_rules_and_says_who_and_why():
+    facts = Facts(ONLINE, temperature=99, manual_health="degraded", manual_reason="fan swap",
+                  manual_by="alice")  # fmt: skip
+    verdict = judge(facts, LIMITS)
+    assert verdict.health == ServerHealth.DEGRADED
+    assert verdict.reasons == ("set manually by alice: fan swap",)
+
+
+def test_a_manual_state_holds_before_the_first_heartbeat_too():
+    assert judge(Facts("unknown", manual_health="failed"), LIMITS).health == ServerHealth.FAILED
+
+
+@pytest.mark.parametrize(
+    ("fields", "failed"),
+    [
+        ({"state": "running"}, False),
+        ({"state": "running", "health": "healthy"}, False),
+        ({"state": "running", "health": "unhealthy"}, True),
+        ({"state": "exited", "exit_code": 0}, False),
+        ({"state": "exited", "exit_code": 137}, True),
+        ({"state": "exited", "exit_code": None}, False),  # unknown code: not judged failed
+        ({"state": "dead"}, True),
+        ({"state": "restarting"}, True),
+        ({"state": "created"}, False),
+        ({"state": "paused"}, False),
+        ({"state": "removing"}, False),
+    ],
+)
+def test_which_containers_count_as_failed(fields, failed):
+    assert is_failed_container({"name": "c", **fields}) is failed
+
+
+@pytest.mark.parametrize(
+    ("to", "severity"),
+    [
+        (ServerHealth.HEALTHY, EventSeverity.INFO),
+        (ServerHealth.UNKNOWN, EventSeverity.INFO),
+        (ServerHealth.DEGRADED, EventSeverity.WARNING),
+        (ServerHealth.FAILED, EventSeverity.ERROR),
+        (ServerHealth.OFFLINE, EventSeverity.ERROR),
+    ],
+)
+def test_a_change_of_health_has_the_severity_of_where_it_lands(to, severity):
+    assert change_severity(to) == severity
