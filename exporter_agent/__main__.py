@@ -6,14 +6,16 @@ import socket
 import ssl
 import sys
 import threading
-from collections.abc import Sequence
-from typing import cast
+import time
+from collections.abc import Mapping, Sequence
+from typing import Protocol, cast
 
 import psutil
 from prometheus_client import disable_created_metrics
 
-from exporter_agent.collectors import build_collectors
+from exporter_agent.collectors import Collector, build_collectors
 from exporter_agent.config import Settings, SettingsError, load_settings
+from exporter_agent.device_health import DeviceHealth
 from exporter_agent.exporter import AgentCollector, build_registry
 from exporter_agent.heartbeat import Backoff, HeartbeatLoop, HttpSender, build_payload
 from exporter_agent.heartbeat_metrics import Summary, default_server_id, os_info
@@ -25,8 +27,17 @@ from exporter_agent.version import agent_version
 log = logging.getLogger("exporter_agent")
 
 
-def _heartbeat_loop(settings: Settings, state: HeartbeatState, version: str) -> HeartbeatLoop:
-    """Wire the heartbeat sender, payload and backoff from the settings."""
+class _BackgroundChecker(Protocol):
+    def start(self, stop: threading.Event) -> None: ...
+
+
+def _heartbeat_loop(
+    settings: Settings,
+    state: HeartbeatState,
+    version: str,
+    collectors: Mapping[str, Collector],
+) -> HeartbeatLoop:
+    """Wire the heartbeat sender, payload and backoff from the settings and collectors."""
     hostname = socket.gethostname()
     server_id = settings.server_id or default_server_id(hostname)
     context = None
@@ -43,10 +54,9 @@ def _heartbeat_loop(settings: Settings, state: HeartbeatState, version: str) -> 
     psutil.PROCFS_PATH = settings.collector_options.procfs
     summary = Summary(psutil, disk_path=settings.collector_options.rootfs)
     info = os_info(rootfs=settings.collector_options.rootfs)
+    device = DeviceHealth.from_collectors(collectors, settings.commit_file)
 
     def payload() -> dict:
-        import time
-
         return build_payload(
             server_id=server_id,
             hostname=hostname,
@@ -55,6 +65,7 @@ def _heartbeat_loop(settings: Settings, state: HeartbeatState, version: str) -> 
             metrics=summary.metrics(),
             agent_version=version,
             metrics_port=settings.listen_port,
+            device=device.read(),
         )
 
     log.info("heartbeating to %s as server_id=%s every %ss (%s)", sender.url, server_id,
@@ -94,9 +105,12 @@ def run(settings: Settings, stop: threading.Event) -> int:
     scheme = "https" if context else "http"
     log.info("homelab-agent %s serving %s://%s:%s/metrics (collectors: %s)", version, scheme,
              settings.listen_address, settings.listen_port, ", ".join(collectors))  # fmt: skip
+    if "packages" in collectors:
+        # The package check is slow (apt, dnf): it runs in its own thread, never in a scrape.
+        cast(_BackgroundChecker, collectors["packages"]).start(stop)
     heartbeat = None
     if state is not None:
-        loop = _heartbeat_loop(settings, state, version)
+        loop = _heartbeat_loop(settings, state, version, collectors)
         heartbeat = threading.Thread(target=loop.run, args=(stop.wait,), name="heartbeat",
                                      daemon=True)  # fmt: skip
         heartbeat.start()

@@ -68,6 +68,9 @@ AGENT_OPTIONS = (
     Option("basic_auth_password_file", "--basic-auth-password-file",
            "HOMELAB_BASIC_AUTH_PASSWORD_FILE", None, "file holding the basic auth password",
            metavar="PATH"),
+    Option("commit_file", "--commit-file", "HOMELAB_COMMIT_FILE", None,
+           "file holding the commit this box runs, or its git checkout (read without running "
+           "git, at every heartbeat); sent to control as commit_hash", metavar="PATH"),
     Option("log_level", "--log-level", "HOMELAB_LOG_LEVEL", "info",
            "debug, info, warning or error", str.lower, "LEVEL"),
     Option("procfs", "--path.procfs", "HOMELAB_PATH_PROCFS", "/proc", "procfs mount point",
@@ -104,6 +107,7 @@ class Settings:
     tls_key: str | None
     basic_auth_user: str | None
     basic_auth_password: str | None = field(repr=False)
+    commit_file: str | None
     log_level: str
     collectors: tuple[str, ...]
     collector_options: CollectorOptions
@@ -221,6 +225,7 @@ def load_settings(
         tls_key=v["tls_key"],
         basic_auth_user=v["basic_auth_user"],
         basic_auth_password=password,
+        commit_file=v["commit_file"],
         log_level=v["log_level"],
         collectors=_collectors(args, env),
         collector_options=CollectorOptions(

@@ -19,10 +19,11 @@ import ssl
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.client import HTTPException
+from typing import Any
 
 from exporter_agent.heartbeat_state import HeartbeatState
 from exporter_agent.identity import Identity
@@ -30,6 +31,8 @@ from exporter_agent.identity import Identity
 log = logging.getLogger(__name__)
 
 HEARTBEAT_PATH = "/api/v1/agents/heartbeat"
+# Device-health fields that go inside ``metrics``; the others go beside it (wire contract).
+DEVICE_METRICS = ("temperature", "containers_running", "containers_failed")
 REQUEST_TIMEOUT_SECONDS = 10.0
 MAX_RETRY_AFTER_SECONDS = 300.0
 
@@ -68,17 +71,23 @@ def build_payload(
     metrics: dict,
     agent_version: str,
     metrics_port: int,
+    device: Mapping[str, Any] | None = None,
 ) -> dict:
-    """Return the seed-001 heartbeat body plus ``agent_version`` and ``metrics_port``."""
-    return {
+    """Return the seed-001 heartbeat body plus ``agent_version``, ``metrics_port`` and the
+    seed-002 ``device`` fields (``DeviceHealth.read()``): DEVICE_METRICS go into ``metrics``,
+    the others (``containers``, ``services``, ``packages``, ``commit_hash``) beside it."""
+    device = device or {}
+    payload = {
         "server_id": server_id,
         "hostname": hostname,
         "timestamp": iso_utc(now),
         "os_info": os_info,
-        "metrics": metrics,
+        "metrics": {**metrics, **{k: v for k, v in device.items() if k in DEVICE_METRICS}},
         "agent_version": agent_version,
         "metrics_port": metrics_port,
     }
+    payload.update((k, v) for k, v in device.items() if k not in DEVICE_METRICS)
+    return payload
 
 
 def _error_detail(body: dict | None, fallback: str) -> str:

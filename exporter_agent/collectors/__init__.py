@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from prometheus_client.core import Metric
 
-from exporter_agent.collectors import diskstats, filesystem, netdev, systemd
+from exporter_agent.collectors import containers, diskstats, filesystem, netdev, packages, systemd
 from exporter_agent.collectors.clock import TimeCollector
 from exporter_agent.collectors.cpu import CpuCollector
 from exporter_agent.collectors.hwmon import HwmonCollector
@@ -22,6 +22,7 @@ from exporter_agent.collectors.loadavg import LoadavgCollector
 from exporter_agent.collectors.meminfo import MeminfoCollector
 from exporter_agent.collectors.os_release import OsCollector
 from exporter_agent.collectors.stat import StatCollector
+from exporter_agent.collectors.thermal_zone import ThermalZoneCollector
 from exporter_agent.collectors.uname import UnameCollector
 from exporter_agent.collectors.util import DeviceFilter
 from exporter_agent.options import Option
@@ -53,6 +54,10 @@ class CollectorOptions:
     localtime: Callable[[float], time.struct_time] = time.localtime
     systemctl: Callable[[Sequence[str]], str] = systemd.run_systemctl
     systemd_booted: Callable[[], bool] = systemd.systemd_booted
+    # The engine sockets looked for when --collector.containers.socket is not set.
+    container_sockets: tuple[str, ...] = containers.DEFAULT_SOCKETS
+    # The PATH apt-get/dnf are looked up on and run with; None: the agent's own PATH.
+    packages_path: str | None = None
 
     def value(self, option: Option) -> Any:
         """Return the value of a collector's ``option``: the configured one, else its default."""
@@ -71,6 +76,15 @@ class CollectorSpec:
 
 
 COLLECTORS: tuple[CollectorSpec, ...] = (
+    CollectorSpec(
+        "containers",
+        True,
+        "Docker/Podman containers: state, health, exit code, restarts (absent without a socket)",
+        lambda o: containers.ContainersCollector(
+            o.value(containers.SOCKET), candidates=o.container_sockets
+        ),
+        containers.OPTIONS,
+    ),
     CollectorSpec("cpu", True, "CPU seconds per CPU and mode", lambda o: CpuCollector(o.procfs)),
     CollectorSpec(
         "diskstats",
@@ -110,6 +124,14 @@ COLLECTORS: tuple[CollectorSpec, ...] = (
     ),
     CollectorSpec("os", True, "os-release information", lambda o: OsCollector(o.rootfs)),
     CollectorSpec(
+        "packages",
+        True,
+        "pending apt/dnf upgrades and reboot-required, checked hourly in the background",
+        lambda o: packages.PackagesCollector(
+            o.rootfs, packages.CommandRunner(o.packages_path), clock=o.clock
+        ),
+    ),
+    CollectorSpec(
         "stat", True, "boot time, forks, context switches", lambda o: StatCollector(o.procfs)
     ),
     CollectorSpec(
@@ -118,6 +140,12 @@ COLLECTORS: tuple[CollectorSpec, ...] = (
         "state of the units listed with --collector.systemd.units",
         lambda o: systemd.SystemdCollector(o.value(systemd.UNITS), o.systemctl, o.systemd_booted),
         systemd.OPTIONS,
+    ),
+    CollectorSpec(
+        "thermal_zone",
+        True,
+        "thermal zone temperatures (a Raspberry Pi's only sensor)",
+        lambda o: ThermalZoneCollector(o.sysfs),
     ),
     CollectorSpec(
         "time",

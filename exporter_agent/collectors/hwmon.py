@@ -85,13 +85,23 @@ class HwmonCollector:
             if family.samples:
                 yield family
 
+    def temperatures(self) -> list[float]:
+        """Every readable ``temp*_input`` in °C (for the heartbeat's hottest reading)."""
+        readings = []
+        for directory in self._chips():
+            files_dir, files = _sensor_files(directory)
+            for filename in sorted(files):
+                match = _TEMP_FILE.match(filename)
+                if not match or match.group(2) != "input":
+                    continue
+                try:
+                    readings.append(float(read_stripped(os.path.join(files_dir, filename))) * MILLI)
+                except (OSError, ValueError):
+                    continue  # a sleeping or faulty sensor; the others still count
+        return readings
+
     def _collect_chip(self, directory, families, names, labels) -> None:
-        # Older kernels keep the sensor files in the device directory.
-        files_dir = directory
-        files = os.listdir(directory)
-        if not any(_TEMP_FILE.match(f) for f in files) and "device" in files:
-            files_dir = os.path.join(directory, "device")
-            files = os.listdir(files_dir)
+        files_dir, files = _sensor_files(directory)
         chip = chip_name(directory)
         with contextlib.suppress(OSError):
             names.add_metric((chip, clean_name(read_stripped(os.path.join(directory, "name")))), 1)
@@ -113,3 +123,13 @@ class HwmonCollector:
             except ValueError:
                 continue
             families[element].add_metric((chip, sensor), value)
+
+
+def _sensor_files(directory: str) -> tuple[str, list[str]]:
+    """The directory holding a chip's sensor files, and their names."""
+    files = os.listdir(directory)
+    # Older kernels keep the sensor files in the device directory.
+    if not any(_TEMP_FILE.match(f) for f in files) and "device" in files:
+        files_dir = os.path.join(directory, "device")
+        return files_dir, os.listdir(files_dir)
+    return directory, files

@@ -2,19 +2,25 @@
 
 Unlike node_exporter (which talks D-Bus and lists every unit), the agent asks only for the
 units named with ``--collector.systemd.units``, in one ``systemctl show`` call per scrape.
-On a host without systemd the collector exports nothing and reports success.
+On a host without systemd the collector exports nothing and reports success. The same units
+go into each heartbeat as ``services`` (one more call per heartbeat).
 """
 
 import os
+import re
 import subprocess
 from collections.abc import Callable, Iterator, Sequence
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from exporter_agent.options import Option, unit_names
+from exporter_agent.options import UNIT_NAME, Option, unit_names
 
 STATES = ("activating", "active", "deactivating", "failed", "inactive")
-PROPERTIES = "Id,ActiveState,Type"
+PROPERTIES = "Id,ActiveState,SubState,Type"
+# What the heartbeat contract accepts (control answers 422 to anything else).
+ACTIVE_STATES = frozenset((*STATES, "reloading", "maintenance", "refreshing"))
+SUB_STATE = re.compile(r"[a-z][a-z-]{0,31}")
+MAX_SERVICES = 256
 TIMEOUT_SECONDS = 5
 
 # This collector's settings; the COLLECTORS table hands them to config's parser.
@@ -80,18 +86,42 @@ class SystemdCollector:
         self._runner = runner
         self._booted = booted
 
+    def _show(self) -> list[dict[str, str]] | None:
+        """The listed units' properties, or None without units or systemd (nothing runs)."""
+        if not self._units or not self._booted():
+            return None
+        output = self._runner(["show", f"--property={PROPERTIES}", "--", *self._units])
+        units = parse_show(output)
+        if not all(unit.get("Id") for unit in units):
+            raise ValueError("systemctl show returned a unit without Id")
+        return units
+
+    def services(self) -> list[dict[str, str]] | None:
+        """The heartbeat's ``services``: ``{name, active_state, sub_state}`` per listed unit.
+
+        None without listed units or without systemd. A unit whose states fall outside the
+        heartbeat contract (a systemd newer than it) is left out rather than sent.
+        """
+        units = self._show()
+        if units is None:
+            return None
+        services = []
+        for unit in units[:MAX_SERVICES]:
+            name, active, sub = unit["Id"], unit.get("ActiveState", ""), unit.get("SubState", "")
+            if UNIT_NAME.fullmatch(name) and active in ACTIVE_STATES and SUB_STATE.fullmatch(sub):
+                services.append({"name": name, "active_state": active, "sub_state": sub})
+        return services
+
     def collect(self) -> Iterator[Metric]:
         """Yield one sample per listed unit and state; nothing without units or systemd."""
-        if not self._units or not self._booted():
+        units = self._show()
+        if units is None:
             return
-        output = self._runner(["show", f"--property={PROPERTIES}", "--", *self._units])
         family = GaugeMetricFamily(
             "node_systemd_unit_state", "Systemd unit", labels=("name", "state", "type")
         )
-        for unit in parse_show(output):
-            name = unit.get("Id", "")
-            if not name:
-                raise ValueError("systemctl show returned a unit without Id")
+        for unit in units:
+            name = unit["Id"]
             active = unit.get("ActiveState", "")
             unit_type = unit.get("Type", "")
             for state in STATES:

@@ -55,6 +55,9 @@ def snapshot_options(**overrides) -> CollectorOptions:
         "localtime": time.gmtime,
         "systemctl": lambda args: (SNAPSHOT / "systemctl_show.txt").read_text(),
         "systemd_booted": lambda: True,
+        # Never the machine's real docker socket or apt: no engine, no package tool.
+        "container_sockets": (),
+        "packages_path": "",
     }
     values.update(overrides)
     return CollectorOptions(**values)
@@ -133,9 +136,30 @@ class Proc:
         return self.popen.returncode
 
 
+def _quiet_package_tools() -> str:
+    """A directory whose `apt-get` and `dnf` answer "nothing to upgrade" at once.
+
+    Every agent process checks packages at start; the machine's real `apt-get --just-print`
+    costs about a CPU second each, and its answer would depend on the machine.
+    """
+    tools = tempfile.mkdtemp(prefix="homelab-fake-apt-")
+    atexit.register(shutil.rmtree, tools, ignore_errors=True)
+    for name in ("apt-get", "dnf"):
+        script = os.path.join(tools, name)
+        with open(script, "w") as handle:
+            handle.write("#!/bin/sh\nexit 0\n")
+        os.chmod(script, 0o700)
+    return tools
+
+
+QUIET_PACKAGE_TOOLS = _quiet_package_tools()
+
+
 def agent_env(**extra: str) -> dict[str, str]:
-    """Environment for an agent subprocess: no HOMELAB_* leaking in from the developer's shell."""
+    """Environment for an agent subprocess: no HOMELAB_* leaking in from the developer's shell,
+    and package tools that answer at once (see `_quiet_package_tools`)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOMELAB_")}
+    env["PATH"] = QUIET_PACKAGE_TOOLS + os.pathsep + env.get("PATH", "/usr/bin:/bin")
     env["PYTHONPATH"] = str(REPO)
     # A fresh state dir per agent: an enrolled key never leaks between tests or from $HOME.
     state_dir = tempfile.mkdtemp(prefix="homelab-agent-state-")

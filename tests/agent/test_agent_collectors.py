@@ -174,10 +174,12 @@ def test_systemd_asks_only_for_the_listed_units():
 
     def runner(args):
         calls.append(list(args))
-        return "Id=nginx.service\nActiveState=active\nType=forking\n"
+        return "Id=nginx.service\nActiveState=active\nSubState=running\nType=forking\n"
 
     families = list(SystemdCollector(["nginx.service"], runner, lambda: True).collect())
-    assert calls == [["show", "--property=Id,ActiveState,Type", "--", "nginx.service"]]
+    # SubState is asked for the heartbeat's services; the metric does not use it.
+    assert calls == [["show", "--property=Id,ActiveState,SubState,Type", "--", "nginx.service"]]
+    assert {tuple(s.labels) for s in families[0].samples} == {("name", "state", "type")}
     active = {s.labels["state"]: s.value for s in families[0].samples}
     assert active == {"activating": 0, "active": 1, "deactivating": 0, "failed": 0, "inactive": 0}
 

@@ -83,6 +83,13 @@ def test_every_setting_comes_from_env_and_flags_win():
     assert (flagged.listen_port, flagged.server_id) == (9300, "box-2")
 
 
+def test_commit_file_from_flag_or_env_and_none_by_default():
+    assert load_settings([], {}).commit_file is None
+    env = {"HOMELAB_COMMIT_FILE": "/srv/app"}
+    assert load_settings([], env).commit_file == "/srv/app"
+    assert load_settings(["--commit-file", "/srv/app/.git"], env).commit_file == "/srv/app/.git"
+
+
 def test_collectors_toggle_by_flag_and_env():
     settings = load_settings(["--no-collector.cpu"], {collector_env("hwmon"): "false"})
     assert "cpu" not in settings.collectors

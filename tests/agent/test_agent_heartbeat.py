@@ -7,11 +7,13 @@ never lost) is in test_agent_enrollment.py, which reuses FakeControl.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import random
 import re
+import subprocess
 import threading
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,6 +21,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import psutil
 import pytest
 
+from exporter_agent.commit import read_commit
+from exporter_agent.device_health import DeviceHealth
 from exporter_agent.heartbeat import (
     Backoff,
     HeartbeatLoop,
@@ -28,7 +32,8 @@ from exporter_agent.heartbeat import (
 )
 from exporter_agent.heartbeat_metrics import Summary, default_server_id, os_info
 from exporter_agent.heartbeat_state import HeartbeatState
-from tests.helpers import HEARTBEAT_METRIC_FIELDS, free_port
+from tests.agent.conftest import SNAPSHOT, agent_env
+from tests.helpers import HEARTBEAT_METRIC_FIELDS, free_port, wait_until
 
 OK = (200, {"status": "ok", "server_registered": True, "pending_commands": []})
 UNAUTHORIZED = (401, {"code": "UNAUTHORIZED", "message": "Invalid or missing API key"})
@@ -138,6 +143,95 @@ def test_heartbeat_posts_seed_001_payload_with_agent_key(control):
     }
     assert set(body["os_info"]) == {"distribution", "version", "kernel", "architecture"}
     assert set(body["metrics"]) == METRIC_KEYS
+
+
+DEVICE = {
+    "temperature": 48.3,
+    "containers_running": 1,
+    "containers_failed": 1,
+    "containers": [
+        {"name": "web", "image": "nginx:1.27", "state": "running", "health": "healthy",
+         "exit_code": 0, "restart_count": 0},
+        {"name": "db", "image": "postgres:16", "state": "exited", "health": None,
+         "exit_code": 137, "restart_count": None},
+    ],
+    "services": [{"name": "nginx.service", "active_state": "active", "sub_state": "running"}],
+    "packages": {"upgradable": 4, "security": 1, "reboot_required": False},
+    "commit_hash": "1a2b3c4",
+}  # fmt: skip
+
+
+def device_health(revision) -> DeviceHealth:
+    """Every device-health source answering DEVICE; the commit from the file ``revision``."""
+    return DeviceHealth(
+        thermometers={"thermal_zone": lambda: [48.312]},
+        containers=lambda: DEVICE["containers"],
+        services=lambda: DEVICE["services"],
+        packages=lambda: DEVICE["packages"],
+        commit=functools.partial(read_commit, str(revision)),
+    )
+
+
+def payload_with(device: DeviceHealth):
+    """A payload builder like __main__'s: the seed-001 sample plus ``device.read()``."""
+
+    def payload() -> dict:
+        body = sample_payload()
+        return build_payload(
+            **{k: body[k] for k in ("server_id", "hostname", "os_info", "agent_version")},
+            now=1_768_732_200.0,
+            metrics=body["metrics"],
+            metrics_port=9100,
+            device=device.read(),
+        )
+
+    return payload
+
+
+def test_device_health_fields_reach_control_in_the_heartbeat_json(control, tmp_path):
+    revision = tmp_path / "REVISION"
+    revision.write_text("1A2B3C4\n")
+    control.script = [OK]
+    loop = HeartbeatLoop(HttpSender(control.url, "k", "ua"), payload_with(device_health(revision)),
+                         60.0, Backoff(), HeartbeatState())  # fmt: skip
+    assert loop.run_once() == 60.0
+    body = control.requests[0]["body"]
+    assert set(body) == {
+        "server_id", "hostname", "timestamp", "os_info", "metrics", "agent_version",
+        "metrics_port", "containers", "services", "packages", "commit_hash",
+    }  # fmt: skip
+    assert set(body["metrics"]) == METRIC_KEYS | {
+        "temperature",
+        "containers_running",
+        "containers_failed",
+    }
+    assert body["metrics"]["temperature"] == 48.3
+    assert (body["metrics"]["containers_running"], body["metrics"]["containers_failed"]) == (1, 1)
+    for field in ("containers", "services", "packages", "commit_hash"):
+        assert body[field] == DEVICE[field], field
+
+
+def test_failing_device_sources_never_stop_the_heartbeat(control, tmp_path, caplog):
+    def broken():
+        raise OSError(13, "Permission denied")
+
+    device = DeviceHealth(
+        thermometers={"hwmon": broken},
+        containers=broken,
+        services=lambda: (_ for _ in ()).throw(subprocess.TimeoutExpired(["systemctl"], 5)),
+        packages=broken,
+        commit=functools.partial(read_commit, str(tmp_path / "missing")),
+    )
+    control.script = [OK]
+    state = HeartbeatState()
+    loop = HeartbeatLoop(HttpSender(control.url, "k", "ua"), payload_with(device), 60.0,
+                         Backoff(), state, lambda: 7.0)  # fmt: skip
+    assert loop.run_once() == 60.0
+    assert state.snapshot() == (True, 7.0)
+    body = control.requests[0]["body"]
+    assert set(body["metrics"]) == METRIC_KEYS
+    assert not {"containers", "services", "packages", "commit_hash"} & set(body)
+    assert caplog.text.count("left out of heartbeats") == 5
 
 
 def test_control_url_with_trailing_slash_or_prefix(control):
@@ -343,3 +437,46 @@ def test_os_info_never_carries_undecodable_bytes(tmp_path):
     info = os_info(uname=lambda: fake, rootfs=str(tmp_path))
     assert info["kernel"] == "6.1.0-?-amd64" and info["architecture"] == "x86_64?"
     json.dumps(info).encode("utf-8")  # sendable as UTF-8
+
+
+def test_the_agent_process_sends_temperature_and_commit(start_agent, control, tmp_path):
+    checkout = tmp_path / "app"
+    (checkout / ".git" / "refs" / "heads").mkdir(parents=True)
+    (checkout / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (checkout / ".git" / "refs" / "heads" / "main").write_text("9F8E7D6C5B4A3\n")
+    start_agent("--control-url", control.url, "--commit-file", str(checkout),
+                "--path.sysfs", str(SNAPSHOT / "sys"), "--no-collector.packages",
+                "--collector.containers.socket", str(tmp_path / "docker.sock"),
+                env=agent_env(HOMELAB_API_KEY="k"))  # fmt: skip
+    wait_until(lambda: control.requests)
+    body = control.requests[0]["body"]
+    assert body["commit_hash"] == "9f8e7d6c5b4a3"
+    assert body["metrics"]["temperature"] == 45.0  # the snapshot's x86_pkg_temp zone
+    # No engine socket, no check run, no watched unit: those fields are left out.
+    assert not {"containers", "packages", "services"} & set(body)
+    assert "containers_running" not in body["metrics"]
+
+
+def test_run_starts_the_package_check_with_the_agents_stop_event(monkeypatch):
+    from exporter_agent import __main__ as main
+    from exporter_agent.config import load_settings
+
+    started = []
+
+    class Packages:
+        def start(self, stop):
+            started.append(stop)
+
+        def collect(self):
+            return iter(())
+
+    monkeypatch.setattr(main, "build_collectors", lambda names, options: {"packages": Packages()})
+    argv = ["--listen-address", "127.0.0.1", "--listen-port", str(free_port())]
+    settings = load_settings(argv, {})
+    stop = threading.Event()
+    runner = threading.Thread(target=main.run, args=(settings, stop))
+    runner.start()
+    wait_until(lambda: started)
+    stop.set()
+    runner.join()
+    assert started == [stop]
