@@ -19,7 +19,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from control.fleet import costs, servers
-from control.models import AlertStatus, JobRun, Server, ServerStatus
+from control.fleet.health import same_commit
+from control.models import AlertStatus, JobRun, Server, ServerHealth, ServerStatus
 from control.remediation import actions
 
 log = logging.getLogger(__name__)
@@ -86,11 +87,12 @@ class FleetCollector:
         yield from self._cost_families()
 
     def _server_families(self):
-        """Per-server facts in one query: last heartbeat, and the state rules join on.
+        """Per-server facts in one query: last heartbeat, health, and the state rules join on.
 
-        Status, pause and display name change at run time, so they are not Prometheus target
-        labels (see fleet/targets.py): they are these series of control's, one set per server,
-        which alert rules and dashboards join `on (server_id)`.
+        Status, pause, display name and health change at run time, so they are not Prometheus
+        target labels (see fleet/targets.py): they are these series of control's, one set per
+        server, which alert rules and dashboards join `on (server_id)`. The fleet's counts by
+        health come from the same rows.
         """
         last_seen = GaugeMetricFamily(
             "homelab_server_last_seen_timestamp_seconds",
@@ -112,16 +114,37 @@ class FleetCollector:
             "Always 1; carries the server's display name (empty when none is set).",
             labels=["server_id", "display_name"],
         )
+        health = GaugeMetricFamily(
+            "homelab_server_health",
+            "1 for the server's current health, 0 for the others (one series per health).",
+            labels=["server_id", "health"],
+        )
+        drift = GaugeMetricFamily(
+            "homelab_server_version_drift",
+            "1 when the server does not run the commit of its version lock, else 0; only "
+            "servers with a version lock.",
+            labels=["server_id"],
+        )
+        by_health: dict[str, int] = dict.fromkeys(ServerHealth, 0)
         # .tuples() yields plain rows; peewee's stubs keep the row type as Server.
         rows = cast(
-            Iterable[tuple[str, dt.datetime | None, str, bool, str | None]],
+            Iterable[
+                tuple[str, dt.datetime | None, str, bool, str | None, str, str | None, str | None]
+            ],
             Server.select(
-                Server.id, Server.last_seen, Server.status, Server.is_paused, Server.display_name
+                Server.id,
+                Server.last_seen,
+                Server.status,
+                Server.is_paused,
+                Server.display_name,
+                Server.health,
+                Server.version_lock,
+                Server.current_commit_hash,
             )
             .order_by(Server.id)
             .tuples(),
         )
-        for server_id, seen, current, is_paused, display_name in rows:
+        for server_id, seen, current, is_paused, display_name, judged, lock, commit in rows:
             if seen is not None:
                 last_seen.add_metric([server_id], _epoch(seen))
             # Every status always has its series (state-set style): a change flips values
@@ -130,10 +153,25 @@ class FleetCollector:
                 status.add_metric([server_id, value], float(current == value))
             paused.add_metric([server_id], float(bool(is_paused)))
             info.add_metric([server_id, display_name or ""], 1)
+            for state in ServerHealth:
+                health.add_metric([server_id, state], float(judged == state))
+            by_health[judged] = by_health.get(judged, 0) + 1
+            if lock:
+                # As control.fleet.health judges it: no reported commit is drift too.
+                drifted = not (commit and same_commit(commit, lock))
+                drift.add_metric([server_id], float(drifted))
         yield last_seen
         yield status
         yield paused
         yield info
+        yield health
+        yield drift
+        counts = GaugeMetricFamily(
+            "homelab_servers_by_health", "Servers by health.", labels=["health"]
+        )
+        for judged, count in by_health.items():
+            counts.add_metric([judged], count)
+        yield counts
 
     def _cost_families(self):
         """Estimated power and cost per server with a TDP (see fleet/costs.py), and the price."""

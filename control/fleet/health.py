@@ -137,13 +137,13 @@ def _findings(facts: Facts, limits: Thresholds) -> list[tuple[ServerHealth, str]
         elif state != "active":
             found.append((ServerHealth.DEGRADED, f"service {service.get('name')} {state}"))
     lock, commit = facts.version_lock, facts.commit_hash
-    if lock and not (commit and _same_commit(commit, lock)):
+    if lock and not (commit and same_commit(commit, lock)):
         running = commit[:7] if commit else "unknown"
         found.append((ServerHealth.DEGRADED, f"commit {running} ≠ locked {lock[:7]}"))
     return found
 
 
-def _same_commit(reported: str, locked: str) -> bool:
+def same_commit(reported: str, locked: str) -> bool:
     """Whether two hashes name one commit: one may be an abbreviation of the other."""
     reported, locked = reported.lower(), locked.lower()
     return reported.startswith(locked) or locked.startswith(reported)
@@ -192,19 +192,35 @@ def load_reasons(stored: str | None) -> list[str]:
     return json.loads(stored) if stored else []
 
 
+def change_event(
+    server_id: str, old: str | None, verdict: Verdict, now: dt.datetime
+) -> dict[str, Any]:
+    """The `health_changed` event row of a change to `verdict.health`, for `events.record_many`
+    (the offline sweep records thousands at once)."""
+    new = verdict.health
+    because = f": {'; '.join(verdict.reasons)}" if verdict.reasons else ""
+    return {
+        "type": EventType.HEALTH_CHANGED,
+        "message": f"server {server_id} is {new}{because}",
+        "server_id": server_id,
+        "details": {"from": old, "to": new, "reasons": list(verdict.reasons)},
+        "severity": change_severity(new),
+        "created_at": now,
+    }
+
+
 def record_change(
     server_id: str, old: str | None, verdict: Verdict, now: dt.datetime | None = None
 ) -> None:
     """Record the `health_changed` event of a server whose health became `verdict.health`."""
-    new = verdict.health
-    because = f": {'; '.join(verdict.reasons)}" if verdict.reasons else ""
+    row = change_event(server_id, old, verdict, now or utcnow())
     events.record(
-        EventType.HEALTH_CHANGED,
-        f"server {server_id} is {new}{because}",
+        row["type"],
+        row["message"],
         server_id=server_id,
-        details={"from": old, "to": new, "reasons": list(verdict.reasons)},
-        severity=change_severity(new),
-        created_at=now,
+        details=row["details"],
+        severity=row["severity"],
+        created_at=row["created_at"],
     )
 
 
@@ -267,7 +283,9 @@ def set_manual_health(
 ) -> Verdict:
     """Set (or with `health=None` clear) the operator's manual health state, and re-judge.
 
-    The manual state holds over every rule until cleared, except offline (see `judge`).
+    The manual state holds over every rule until cleared, except offline (see `judge`). Every
+    call is a `server_updated` event naming `actor`: a `health_changed` event alone would not
+    say who cleared a manual state, and there is none when the health stays the same.
     """
     with write_transaction():
         server = get_or_404(Server, server_id, f"Server '{server_id}'")
@@ -277,6 +295,20 @@ def set_manual_health(
             manual_health_by=actor if health else None,
             updated_at=utcnow(),
         ).where(Server.id == server_id).execute()
+        why = f": {reason}" if health and reason else ""
+        events.record(
+            EventType.SERVER_UPDATED,
+            f"server {server_id} health set to {health} by {actor}{why}"
+            if health
+            else f"server {server_id} manual health cleared by {actor}",
+            server_id=server_id,
+            details={
+                "fields": ["manual_health"],
+                "by": actor,
+                "manual_health": health,
+                "reason": reason if health else None,
+            },
+        )
         server = Server.get_by_id(server_id)
         verdict = judge(facts_of(server), limits)
         store_verdict(server, verdict)

@@ -87,6 +87,7 @@ def live_stack(prometheus_bin, tmp_path_factory):
         )
         wait_until(rules_evaluated)
         wait_until(lambda: has('ALERTS{alertname="SystemdServiceFailed"}'))
+        wait_until(lambda: has('ALERTS{alertname="ServerHealthFailed"}'))
         yield prom, control, agent
     finally:
         prom.stop()

@@ -16,8 +16,23 @@ from tests.prometheus.harness import render_exposition
 
 pytestmark = pytest.mark.integration
 
-# Present only where the machine has sensors / the operator lists systemd units.
-ENVIRONMENT_DEPENDENT = {"node_hwmon_temp_celsius", "node_systemd_unit_state"}
+# Present only where the machine has sensors / the operator lists systemd units / a container
+# engine socket answers (with containers, with healthchecks, with an engine that counts
+# restarts) / apt or dnf is installed and its first background check has finished.
+ENVIRONMENT_DEPENDENT = {
+    "node_hwmon_temp_celsius",
+    "node_thermal_zone_temp",
+    "node_systemd_unit_state",
+    "homelab_agent_container_state",
+    "homelab_agent_container_health",
+    "homelab_agent_container_failed",
+    "homelab_agent_container_exit_code",
+    "homelab_agent_container_restarts",  # the counter family of ..._restarts_total
+    "apt_upgrades_pending",
+    "node_reboot_required",
+    "homelab_agent_packages_check_success",
+    "homelab_agent_packages_last_check_timestamp_seconds",
+}
 
 
 def _families(text: str) -> dict[str, tuple[str, frozenset[str]]]:

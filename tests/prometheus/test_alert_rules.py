@@ -7,6 +7,7 @@ from collections import defaultdict
 import pytest
 import yaml
 
+from control.fleet.health import Thresholds
 from tests.prometheus.files import (
     RULE_TESTS_DIR,
     alert_rules,
@@ -27,6 +28,11 @@ REQUIRED_ALERTS = {
     "SystemdServiceFailed",
     "AgentCollectorFailing",
     "ControlSchedulerNotRunning",
+    # Device health (seed 002); a failed watched service is SystemdServiceFailed.
+    "ContainerFailed",
+    "RebootRequired",
+    "VersionDrift",
+    "ServerHealthFailed",
 }
 SEVERITIES = {"critical", "warning", "info"}
 
@@ -109,8 +115,24 @@ def test_every_rule_file_is_loaded_by_a_unit_test():
     assert {p.resolve() for p in rule_files()} <= loaded
 
 
-def test_systemd_alert_keeps_the_labels_remediation_needs():
-    """Control maps SystemdServiceFailed to restart_service(name) on server_id."""
-    (_, _, case), *_ = _expectations()["SystemdServiceFailed"]["fires"]
+@pytest.mark.parametrize("alertname", ["SystemdServiceFailed", "ContainerFailed"])
+def test_unit_and_container_alerts_keep_the_labels_remediation_needs(alertname):
+    """A remediation rule maps SystemdServiceFailed to restart_service(name) and may map
+    ContainerFailed to restart_container(name), on the alert's server_id."""
+    (_, _, case), *_ = _expectations()[alertname]["fires"]
     for alert in case["exp_alerts"]:
         assert {"name", "server_id"} <= alert["exp_labels"].keys()
+
+
+def test_high_temperature_warns_at_75_and_is_critical_at_85_as_control_judges():
+    """The rule's thresholds are control's health defaults (degraded / failed)."""
+    rules = {
+        r["labels"]["severity"]: r for _, r in alert_rules() if r["alert"] == "HighTemperature"
+    }
+    assert rules.keys() == {"warning", "critical"}
+    assert rules["warning"]["expr"].endswith(f">= {Thresholds().temperature_degraded:g}")
+    assert rules["critical"]["expr"].endswith(f">= {Thresholds().temperature_failed:g}")
+    for rule in rules.values():
+        assert (
+            "node_hwmon_temp_celsius" in rule["expr"] and "node_thermal_zone_temp" in rule["expr"]
+        )

@@ -155,6 +155,13 @@ def test_host_detail_is_templated_on_server_id_from_label_values():
                 "node_memory_MemAvailable_bytes",
                 "node_filesystem_avail_bytes",
                 "topk(",
+                # Device health (seed 002): counts, each server's health, temperature, containers.
+                "homelab_servers_by_health",
+                "homelab_server_health",
+                "node_hwmon_temp_celsius",
+                "node_thermal_zone_temp",
+                "homelab_agent_container_state",
+                "homelab_agent_container_failed",
             ],
         ),
         (
@@ -167,6 +174,13 @@ def test_host_detail_is_templated_on_server_id_from_label_values():
                 "node_load1",
                 "node_hwmon_temp_celsius",
                 "node_systemd_unit_state",
+                # Device health (seed 002): a Pi's only sensor, containers, updates, health.
+                "node_thermal_zone_temp",
+                "homelab_agent_container_state",
+                "homelab_agent_container_failed",
+                "apt_upgrades_pending",
+                "node_reboot_required",
+                "homelab_server_health",
             ],
         ),
         (
@@ -184,3 +198,27 @@ def test_host_detail_is_templated_on_server_id_from_label_values():
 def test_dashboard_shows_what_the_issue_asks_for(title, metrics):
     exprs = _exprs(title)
     assert [m for m in metrics if m not in exprs] == []
+
+
+def _panel(dashboard: str, title: str) -> dict:
+    return next(p for p in _data_panels(_by_title(dashboard)) if p["title"] == title)
+
+
+def test_host_containers_table_lists_current_states_and_highlights_failed_ones():
+    panel = _panel("Host detail", "Containers")
+    exprs = [t["expr"] for t in panel["targets"]]
+    assert any("homelab_agent_container_state" in e and e.endswith("== 1)") for e in exprs)
+    assert any("homelab_agent_container_failed" in e for e in exprs)
+    (failed,) = [
+        o for o in panel["fieldConfig"]["overrides"] if o["matcher"]["options"] == "failed"
+    ]
+    properties = {p["id"]: p["value"] for p in failed["properties"]}
+    assert properties["custom.cellOptions"] == {"type": "color-background"}
+    (mapping,) = properties["mappings"]
+    assert mapping["options"]["1"]["color"] == "red"
+
+
+def test_fleet_health_counts_do_not_double_with_several_control_instances():
+    """Every control process reports the same database: `max`, not `sum`, across them."""
+    (target,) = _panel("Fleet overview", "Servers by health")["targets"]
+    assert target["expr"] == "max by (health) (homelab_servers_by_health)"

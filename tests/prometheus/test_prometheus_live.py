@@ -75,12 +75,18 @@ def test_every_rule_is_loaded_and_evaluates_without_error(live_stack):
 
 
 def test_only_the_failed_unit_alerts_on_the_fixture_host(live_stack):
-    """The fixture is healthy except nginx.service failed: nothing else may be pending."""
+    """The fixture is healthy except nginx.service failed, so control judges web-1 failed:
+    nothing else may be pending (temperatures, containers and the reboot flag are fine)."""
     prom, _, _ = live_stack
-    alerts = _result(prom, "ALERTS")
+    alerts = sorted(_result(prom, "ALERTS"), key=lambda a: a["metric"]["alertname"])
     assert [(a["metric"]["alertname"], a["metric"].get("name")) for a in alerts] == [
-        ("SystemdServiceFailed", "nginx.service")
+        ("ServerHealthFailed", None),
+        ("SystemdServiceFailed", "nginx.service"),
     ]
-    labels = alerts[0]["metric"]
-    assert labels["server_id"] == "web-1"
-    assert labels["severity"] == "warning"
+    judged, unit = (a["metric"] for a in alerts)
+    assert (judged["server_id"], judged["severity"], judged["job"]) == (
+        "web-1",
+        "critical",
+        "homelab-control",
+    )
+    assert (unit["server_id"], unit["severity"]) == ("web-1", "warning")
