@@ -115,12 +115,19 @@ class Actions(MethodView):
     @require("write")
     @blp.arguments(ActionCreateSchema)
     @blp.response(201, ActionSchema)
-    @blp.alt_response(403, response="FORBIDDEN", description="not whitelisted")
+    @blp.alt_response(
+        403,
+        response="FORBIDDEN",
+        description="not whitelisted, or a software change on a server with update_enabled false",
+    )
     @blp.alt_response(404, response="NOT_FOUND", description="unknown server or alert_id")
     @blp.alt_response(409, response="CONFLICT", description="the same action is already open")
     @blp.alt_response(429, response="TOO_MANY_REQUESTS", description="rate limited")
     def post(self, body):
-        """Queue an action: auto-approved, or pending when the server is paused
+        """Queue an action: auto-approved, or pending (server paused, or a type that always asks)
+
+        Types with `approval = "always"` (reboot and upgrade_packages by default) wait for an
+        operator on any server; software changes are refused while update_enabled is false.
 
         Counts against the key's rate limit (HOMELAB_RATE_LIMIT per minute) once the server
         and alert exist; every refusal is written to the audit log.
@@ -155,10 +162,16 @@ class ApproveAction(MethodView):
     @require("write")
     @blp.response(200, ActionSchema)
     @blp.alt_response(404, response="NOT_FOUND")
-    @blp.alt_response(409, response="CONFLICT", description="the action is not pending")
+    @blp.alt_response(
+        409,
+        response="CONFLICT",
+        description="the action is not pending, or changes software on a server with "
+        "update_enabled false",
+    )
     def post(self, action_id):
         """Approve a pending action; it runs within a second or two"""
-        return actions.approve_action(action_id, authenticate().name)
+        whitelist = context.current().remediation.whitelist
+        return actions.approve_action(action_id, authenticate().name, whitelist)
 
 
 @blp.route(f"/actions/<{ROW_ID}:action_id>/reject")

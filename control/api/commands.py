@@ -97,7 +97,12 @@ class ExecuteCommand(MethodView):
     @blp.arguments(ExecuteSchema)
     @blp.doc(requestBody=EXECUTE_BODY_DOC)
     @blp.response(200, ExecuteResultSchema)
-    @blp.alt_response(400, response="BAD_REQUEST", description="command not allowed")
+    @blp.alt_response(
+        400,
+        response="BAD_REQUEST",
+        description="command not allowed (not whitelisted, or a software change on a server "
+        "with update_enabled false)",
+    )
     @blp.alt_response(404, response="NOT_FOUND")
     @blp.alt_response(408, response="REQUEST_TIMEOUT", description="command timed out")
     @blp.alt_response(429, response="TOO_MANY_REQUESTS", description="rate limited")

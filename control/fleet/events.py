@@ -14,7 +14,8 @@ from typing import Any
 
 from control.bounds import PAGE_LIMIT_DEFAULT
 from control.db import write_transaction
-from control.models import Event, EventSeverity, utcnow
+from control.errors import NotFound
+from control.models import Event, EventSeverity, Server, utcnow
 from control.queries import filtered, page
 
 log = logging.getLogger("control.fleet.events")
@@ -111,9 +112,34 @@ def list_events(
     *,
     server_id: str | None = None,
     event_type: str | None = None,
+    severity: str | None = None,
+    since: dt.datetime | None = None,
     limit: int | None = PAGE_LIMIT_DEFAULT,
     offset: int = 0,
 ) -> tuple[list[Event], int]:
-    """A page of events, newest first, with the total count matching the filters."""
-    query = filtered(Event.select(), [(Event.server_id, server_id), (Event.type, event_type)])
+    """A page of events, newest first, with the total count matching the filters.
+
+    `severity` is an exact match; `since` (naive UTC) keeps the events created at or after it.
+    """
+    query = filtered(
+        Event.select(),
+        [(Event.server_id, server_id), (Event.type, event_type), (Event.severity, severity)],
+    )
+    if since is not None:
+        query = query.where(Event.created_at >= since)
     return page(query, Event.id.desc(), limit, offset)
+
+
+def list_server_events(server_id: str, **filters: Any) -> tuple[list[Event], int]:
+    """Like `list_events` for one server; NotFound only for a server that never was.
+
+    Events outlive their server: a deleted server's history (which ends with its
+    `server_deleted` event) stays readable under its id.
+    """
+    known = (
+        Server.select().where(Server.id == server_id).exists()
+        or Event.select().where(Event.server_id == server_id).exists()
+    )
+    if not known:
+        raise NotFound(f"Server '{server_id}' not found")
+    return list_events(server_id=server_id, **filters)

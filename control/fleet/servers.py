@@ -12,8 +12,9 @@ import peewee as pw
 
 from control.db import db, is_sqlite, write_transaction
 from control.errors import Conflict, NotFound
-from control.fleet import events
+from control.fleet import events, health
 from control.fleet.events import EventType
+from control.fleet.health import Thresholds
 from control.models import (
     METRIC_FIELDS,
     Action,
@@ -45,8 +46,9 @@ def list_servers() -> list[Server]:
 
 
 def stored_fields(fields: dict[str, Any]) -> dict[str, Any]:
-    """Server fields as the table keeps them: `tags` as a sorted JSON list, NULL for none, and
-    an operator-given `hostname` also as the SSH address (heartbeats never change that one).
+    """Server fields as the table keeps them: `tags` as a sorted JSON list, NULL for none,
+    `metadata` as compact JSON (the client's key order kept), and an operator-given
+    `hostname` also as the SSH address (heartbeats never change that one).
 
     The tag filter of `list_server_rows` relies on this form (each name quoted).
     """
@@ -56,14 +58,31 @@ def stored_fields(fields: dict[str, Any]) -> dict[str, Any]:
     if "tags" in stored:
         tags = stored["tags"]
         stored["tags"] = json.dumps(sorted(tags)) if tags else None
+    if stored.get("metadata") is not None:
+        stored["metadata"] = json.dumps(
+            stored["metadata"], ensure_ascii=False, separators=(",", ":")
+        )
     return stored
 
 
 def _filtered(
-    query: pw.ModelSelect[Server], status: str | None, tag: str | None
+    query: pw.ModelSelect[Server],
+    status: str | None = None,
+    tag: str | None = None,
+    health: str | None = None,
+    role: str | None = None,
+    segment: str | None = None,
 ) -> pw.ModelSelect[Server]:
-    """`query` narrowed to servers in `status` carrying `tag` (either may be None)."""
-    query = filtered(query, [(Server.status, status)])
+    """`query` narrowed to servers matching every filter given (None: not filtered on)."""
+    query = filtered(
+        query,
+        [
+            (Server.status, status),
+            (Server.health, health),
+            (Server.role, role),
+            (Server.segment, segment),
+        ],
+    )
     if tag is not None:
         # Tags are stored as a JSON list of names that cannot contain a quote, so `"name"` is
         # found exactly; a substring search, because LIKE would read `_` as a wildcard.
@@ -76,11 +95,15 @@ def _filtered(
     return query
 
 
+# Everything but the containers and services lists (up to 500 and 256 items a server: the
+# list of 10,000 servers would run to hundreds of megabytes); GET /servers/{id} has them.
 SERVER_LIST_COLUMNS = (
     "id", "hostname", "display_name", "ip_address", "status", "tdp_watts", "ssh_port",
     "ssh_user", "ssh_address", "os_distribution", "os_version", "kernel_version", "architecture",
     "agent_version", "metrics_port", "tags", "is_paused", "paused_at", "last_seen",
-    "created_at", "updated_at",
+    "created_at", "updated_at", "role", "branch", "segment", "update_enabled", "version_lock",
+    "metadata", "current_commit_hash", "packages", "health", "health_reasons",
+    "health_changed_at", "manual_health", "manual_health_reason", "manual_health_by",
 )  # fmt: skip
 SAMPLE_LIST_COLUMNS = ("id", "timestamp", "received_at", *METRIC_FIELDS)
 
@@ -89,6 +112,9 @@ def list_server_rows(
     *,
     status: str | None = None,
     tag: str | None = None,
+    health: str | None = None,
+    role: str | None = None,
+    segment: str | None = None,
     limit: int | None = None,
     offset: int = 0,
 ) -> tuple[list[tuple[Any, ...]], int]:
@@ -106,14 +132,14 @@ def list_server_rows(
 
     columns = [column(Server, name) for name in SERVER_LIST_COLUMNS]
     columns += [column(MetricsSample, name) for name in SAMPLE_LIST_COLUMNS]
+    filters = {"status": status, "tag": tag, "health": health, "role": role, "segment": segment}
     query = _filtered(
         Server.select(*columns).join(
             MetricsSample, pw.JOIN.LEFT_OUTER, on=(Server.latest_sample_id == MetricsSample.id)
         ),
-        status,
-        tag,
+        **filters,
     )
-    total = _filtered(Server.select(), status, tag).count()
+    total = _filtered(Server.select(), **filters).count()
     query = query.order_by(Server.id).offset(offset)
     if limit is not None:
         query = query.limit(limit)
@@ -129,7 +155,10 @@ def get_server(server_id: str) -> Server:
 
 
 def register_server(fields: dict[str, Any]) -> Server:
-    """Create a server in status `unknown`; Conflict when the id is taken."""
+    """Create a server in status `unknown`; Conflict when the id is taken.
+
+    Its health is judged at once (`unknown`: no heartbeat yet), so its reasons say so.
+    """
     now = utcnow()
     with write_transaction():
         if Server.select().where(Server.id == fields["id"]).exists():
@@ -143,11 +172,21 @@ def register_server(fields: dict[str, Any]) -> Server:
             server_id=fields["id"],
             details={"source": "api"},
         )
+        # No facts yet, so no threshold matters: the verdict is `unknown` whatever they are.
+        health.reevaluate(fields["id"], Thresholds())
     return get_server(fields["id"])
 
 
-def update_server(server_id: str, fields: dict[str, Any]) -> Server:
-    """Change the given fields of a server; an empty update returns it unchanged."""
+# The settable fields health is judged from (control.fleet.health): a change re-judges it.
+HEALTH_INPUTS = frozenset({"version_lock"})
+
+
+def update_server(server_id: str, fields: dict[str, Any], *, limits: Thresholds) -> Server:
+    """Change the given fields of a server; an empty update returns it unchanged.
+
+    A change to a field health depends on (the version lock) judges health again at once
+    with `limits`, rather than at the next heartbeat.
+    """
     if fields:
         with write_transaction():
             updated = (
@@ -163,6 +202,19 @@ def update_server(server_id: str, fields: dict[str, Any]) -> Server:
                 server_id=server_id,
                 details={"fields": sorted(fields)},
             )
+            if HEALTH_INPUTS & fields.keys():
+                health.reevaluate(server_id, limits)
+    return get_server(server_id)
+
+
+def set_manual_health(
+    server_id: str, state: str | None, reason: str | None, actor: str, *, limits: Thresholds
+) -> Server:
+    """Set or (with `state` None) clear the operator's manual health; the server after it.
+
+    See `health.set_manual_health`: the state holds until cleared, offline still wins.
+    """
+    health.set_manual_health(server_id, state, reason, actor, limits)
     return get_server(server_id)
 
 

@@ -1,5 +1,10 @@
 """The action queue's rules: creation through the approval gate, approval, rejection, claiming.
 
+Two gates beside the whitelist: an action is approved at once only when its server is not
+paused and its type does not say `approval = "always"` (reboot, upgrade_packages); and a type
+that changes software is refused outright on a server whose `update_enabled` is false (here,
+on execute, and for alert rules alike: they all come through `software_gate`).
+
 Every state change is one conditional UPDATE (`… WHERE status = <expected>`), so concurrent
 approvals, two dispatchers or a retried request can never move an action twice.
 
@@ -16,7 +21,7 @@ from typing import Any
 import peewee as pw
 
 from control.db import db, write_transaction
-from control.errors import Conflict
+from control.errors import CommandNotAllowed, Conflict
 from control.fleet import events
 from control.fleet.events import EventType
 from control.keys import Principal
@@ -25,7 +30,7 @@ from control.queries import count_by, filtered, get_or_404, page
 from control.remediation import audit
 from control.remediation.ratelimit import KeyRateLimiter
 from control.remediation.wakeup import announce_approved
-from control.remediation.whitelist import Whitelist, to_shell
+from control.remediation.whitelist import Approval, CommandType, Whitelist, to_shell
 
 INTERRUPTED = "interrupted: control stopped while the command was running"
 
@@ -64,6 +69,15 @@ def list_server_actions(server_id: str, **filters: Any) -> tuple[list[Action], i
     """Like `list_actions` for one server; NotFound when there is no such server."""
     get_or_404(Server, server_id, f"Server '{server_id}'")
     return list_actions(server_id=server_id, **filters)
+
+
+def software_gate(server: Server, command_type: CommandType) -> None:
+    """CommandNotAllowed when `command_type` changes software and `server` has updates off."""
+    if command_type.changes_software and not server.update_enabled:
+        raise CommandNotAllowed(
+            f"action type {command_type.name} changes software and server '{server.id}' has "
+            "update_enabled false"
+        )
 
 
 def find_open_action(server_id: str, action_type: str, parameters: str) -> Action | None:
@@ -139,11 +153,14 @@ def _create(
         # Only now: a 404 (like a 401 or 403) never reached the whitelist and does not count.
         limiter.hit(caller.name, "actions")
     argv = whitelist.render(action_type, parameters)
+    command_type = whitelist.command_type(action_type)
     stored = canonical_parameters(parameters)
     now = utcnow()
     with write_transaction():
         server = get_or_404(Server, server_id, f"Server '{server_id}'")
-        approved = not server.is_paused
+        software_gate(server, command_type)  # read in this transaction: no race with a PUT
+        always = command_type.approval == Approval.ALWAYS
+        approved = not server.is_paused and not always
         try:
             with db.atomic():  # savepoint: the unique index decides duplicates, race-free
                 action = Action.create(
@@ -160,7 +177,12 @@ def _create(
                 )
         except pw.IntegrityError:
             raise Conflict(_duplicate_message(server_id, action_type, stored)) from None
-        gate = "auto-approved" if approved else "waiting for approval (server paused)"
+        if approved:
+            gate = "auto-approved"
+        elif server.is_paused:
+            gate = "waiting for approval (server paused)"
+        else:
+            gate = f"waiting for approval ({action_type} always needs approval)"
         events.record(
             EventType.ACTION_CREATED,
             f"action {action.id} {action_type} on {server_id} queued, {gate}",
@@ -194,8 +216,14 @@ def _transition(
     return action
 
 
-def approve_action(action_id: int, approved_by: str) -> Action:
-    """Approve a pending action; the dispatcher picks it up at once."""
+def approve_action(action_id: int, approved_by: str, whitelist: Whitelist | None = None) -> Action:
+    """Approve a pending action; the dispatcher picks it up at once.
+
+    With the `whitelist`, Conflict for a software change on a server whose updates were
+    turned off while it waited (it can still be rejected).
+    """
+    if whitelist is not None:
+        _check_still_allowed(action_id, whitelist)
     action = _transition(
         action_id,
         ActionStatus.PENDING,
@@ -214,6 +242,19 @@ def approve_action(action_id: int, approved_by: str) -> Action:
     )
     announce_approved()
     return action
+
+
+def _check_still_allowed(action_id: int, whitelist: Whitelist) -> None:
+    """Conflict when a pending action became a software change its server now refuses."""
+    action = get_action(action_id)
+    server = Server.get_or_none(Server.id == action.server_id)
+    command_type = whitelist.types.get(action.action_type)
+    if server is None or command_type is None or action.status != ActionStatus.PENDING:
+        return  # the transition (or the dispatcher's render) says what is wrong
+    try:
+        software_gate(server, command_type)
+    except CommandNotAllowed as exc:
+        raise Conflict(f"Action {action_id} cannot be approved: {exc.message}") from None
 
 
 def reject_action(action_id: int, rejected_by: str, reason: str) -> Action:

@@ -112,10 +112,12 @@ class Dispatcher:
             actions.finish_action(action_id, None, failure_reason="server no longer exists")
             return
         try:
+            whitelist = self.remediation.whitelist
+            # Checked again when it runs: the server's updates may have been turned off since
+            # the action was approved, whoever approved it.
+            actions.software_gate(server, whitelist.command_type(action.action_type))
             # Rendered again from the current whitelist: a type removed since is not run.
-            argv = self.remediation.whitelist.render(
-                action.action_type, json.loads(action.parameters)
-            )
+            argv = whitelist.render(action.action_type, json.loads(action.parameters))
             result = self.remediation.run(
                 server,
                 argv,

@@ -4,7 +4,8 @@ The rules the API view used to hold: the server lookup, the caller's rate limit 
 that reach the whitelist count), the whitelist match (a refusal is a 400 here, not the queue's
 403), the run itself (audited by the runner), and an event in the fleet's log like a queued
 action's, so `/events` shows both. Every refusal (404, 429, 400, 422) is audited with what was
-asked.
+asked. A software change on a server with `update_enabled` false is refused like a command
+outside the whitelist (400).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from control.fleet import events, servers
 from control.fleet.events import EventType
 from control.keys import Principal
 from control.remediation import audit
+from control.remediation.actions import software_gate
 from control.remediation.executor import CommandResult
 from control.remediation.ratelimit import KeyRateLimiter
 from control.remediation.runner import Remediation
@@ -67,6 +69,8 @@ def execute_command(
                 action_type, argv = match.action_type, match.argv
             else:
                 argv = remediation.whitelist.render(action_type or "", parameters)
+            # The operator runs it now, so `approval = "always"` is moot; updates off is not.
+            software_gate(server, remediation.whitelist.command_type(action_type or ""))
         except CommandNotAllowed as exc:
             raise ExecuteNotAllowed(exc.message) from None
     try:

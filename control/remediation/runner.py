@@ -71,7 +71,7 @@ class Remediation:
         }
         started = time.perf_counter()
         try:
-            result = self.executor.run(host, port, user, argv)
+            result = self.executor.run(host, port, user, argv, timeout=self._timeout(action_type))
         except CommandTimeout as exc:
             self._finish(entry, started, AuditResult.TIMEOUT, detail=exc.message)
             raise
@@ -86,6 +86,12 @@ class Remediation:
             duration_ms=result.duration_ms,
         )
         return result
+
+    def _timeout(self, action_type: str | None) -> float | None:
+        """The type's own timeout (e.g. upgrade_packages' 30 minutes), else the default."""
+        if action_type is None or action_type not in self.whitelist:
+            return None
+        return self.whitelist.command_type(action_type).timeout
 
     def _finish(self, entry: dict[str, Any], started: float, result: str, **fields: Any) -> None:
         elapsed = time.perf_counter() - started

@@ -5,6 +5,11 @@ part of one (`"/var/log/{name}.log"`); each has one anchored ASCII pattern that 
 match in full. A rendered argv reaches the remote shell only through `to_shell`, which quotes
 every element, so a value is always exactly one argument and never shell syntax.
 
+A type may also say `approval = "always"` (its actions wait for an operator even on a server
+that is not paused) and `changes_software = true` (refused on a server whose `update_enabled`
+is false). A file that replaces a built-in keeps the built-in's value of either unless it
+says otherwise, so redefining `reboot` never silently drops its approval.
+
 Patterns are matched by `patterns.py` in time linear in the value, and a command string is
 cut into values in linear time too (`CommandType.match`), so no commands file and no request
 can make matching hang (a catastrophic `^(a+)+$`, or `{a}-{b}-{c}` with overlapping patterns).
@@ -15,6 +20,7 @@ pattern types; split apart, each half would import the other's internals.
 
 from __future__ import annotations
 
+import enum
 import re
 import shlex
 import tomllib
@@ -34,7 +40,17 @@ MAX_ARGV_ELEMENTS = 64
 MAX_ELEMENT_PLACEHOLDERS = 4
 # Sections the commands file may hold. "remediation" is reserved for the alert → action rules.
 KNOWN_SECTIONS = frozenset({"commands", "remediation"})
-KNOWN_TYPE_KEYS = frozenset({"argv", "params", "description"})
+KNOWN_TYPE_KEYS = frozenset(
+    {"argv", "params", "description", "approval", "changes_software", "timeout"}
+)
+
+
+class Approval(enum.StrEnum):
+    """When an action of a type needs an operator's approval (`approval` in the commands file)."""
+
+    AUTO = "auto"  # approved at once, unless the server is paused
+    ALWAYS = "always"  # pending until an operator approves it, paused or not
+
 
 _PRINTABLE = re.compile(r"[\x20-\x7e]*", re.ASCII)
 # `{{` and `}}` are literal braces; any other lone brace is a mistake in the file.
@@ -71,6 +87,9 @@ class CommandType:
     template: tuple[tuple[Segment, ...], ...]
     patterns: Mapping[str, ParamPattern]
     description: str = ""
+    approval: Approval = Approval.AUTO
+    changes_software: bool = False
+    timeout: int | None = None  # seconds; None: HOMELAB_COMMAND_TIMEOUT
     order: tuple[int, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -79,10 +98,27 @@ class CommandType:
 
     @classmethod
     def build(
-        cls, name: str, argv: list[str], params: Mapping[str, str], description: str = ""
+        cls,
+        name: str,
+        argv: list[str],
+        params: Mapping[str, str],
+        description: str = "",
+        approval: Any = Approval.AUTO,
+        changes_software: Any = False,
+        timeout: Any = None,
     ) -> CommandType:
         """Validate a template and its patterns; raise `ConfigError` naming the first problem."""
         where = f"[commands.{name}]"
+        if approval not in tuple(Approval) or not isinstance(approval, str):
+            raise ConfigError(f'{where}: approval must be "auto" or "always", not {approval!r}')
+        if not isinstance(changes_software, bool):
+            raise ConfigError(
+                f"{where}: changes_software must be true or false, not {changes_software!r}"
+            )
+        if timeout is not None and (
+            not isinstance(timeout, int) or isinstance(timeout, bool) or not 1 <= timeout <= 86400
+        ):
+            raise ConfigError(f"{where}: timeout must be whole seconds 1..86400, not {timeout!r}")
         if not isinstance(name, str) or not ACTION_TYPE.fullmatch(name):
             raise ConfigError(f"{where}: type name must match ^[a-z][a-z0-9_]{{0,63}}$")
         if not isinstance(argv, list) or not argv or len(argv) > MAX_ARGV_ELEMENTS:
@@ -103,7 +139,9 @@ class CommandType:
         for extra in sorted(params.keys() - used):
             raise ConfigError(f"{where}.params: {extra} is not used by any placeholder in argv")
         patterns = {key: _compile_pattern(f"{where}.params.{key}", params[key]) for key in used}
-        return cls(name, template, patterns, description)
+        return cls(
+            name, template, patterns, description, Approval(approval), changes_software, timeout
+        )
 
     def render(self, params: Mapping[str, Any] | None) -> list[str]:
         """The argv for these parameters; `ValidationFailed` lists every bad parameter."""
@@ -284,12 +322,16 @@ class Whitelist:
         """The allowed action types, sorted."""
         return sorted(self.types)
 
-    def render(self, action_type: str, params: Mapping[str, Any] | None = None) -> list[str]:
-        """Argv for an action; `CommandNotAllowed` for an unknown type, `ValidationFailed` else."""
+    def command_type(self, action_type: str) -> CommandType:
+        """The whitelisted type called `action_type`; `CommandNotAllowed` when there is none."""
         command_type = self.types.get(action_type) if isinstance(action_type, str) else None
         if command_type is None:
             raise CommandNotAllowed(f"action type {_short(action_type)} is not in the whitelist")
-        return command_type.render(params)
+        return command_type
+
+    def render(self, action_type: str, params: Mapping[str, Any] | None = None) -> list[str]:
+        """Argv for an action; `CommandNotAllowed` for an unknown type, `ValidationFailed` else."""
+        return self.command_type(action_type).render(params)
 
     def match_command(self, command: str) -> Match:
         """Accept a command string only if it tokenizes to exactly an argv some type renders."""
@@ -356,7 +398,17 @@ def _parse_commands(raw: Mapping[str, Any]) -> dict[str, CommandType]:
         description = spec.get("description", "")
         if not isinstance(description, str):
             raise ConfigError(f"[commands.{name}]: description must be a string")
-        types[name] = CommandType.build(name, spec["argv"], spec.get("params", {}), description)
+        # A replaced built-in keeps its safety defaults unless the file says otherwise.
+        builtin = BUILTIN_TYPES.get(name)
+        types[name] = CommandType.build(
+            name,
+            spec["argv"],
+            spec.get("params", {}),
+            description,
+            spec.get("approval", builtin.approval if builtin else Approval.AUTO),
+            spec.get("changes_software", builtin.changes_software if builtin else False),
+            spec.get("timeout", builtin.timeout if builtin else None),
+        )
     return types
 
 
@@ -422,6 +474,18 @@ def _short(value: object) -> str:
     return text if len(text) <= 66 else text[:63] + "..."
 
 
+# The wire contract's container name (Docker's, without the leading "/").
+CONTAINER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+# A constant script: no placeholder, so nothing a client sends reaches this shell. Non-
+# interactive end to end (no debconf prompt, no question about a changed configuration file:
+# keep the local one), waiting for the dpkg lock an unattended upgrade may hold rather than
+# failing at once, and quiet so the output cap keeps the end of it.
+APT_UPGRADE = (
+    "apt-get -q update && DEBIAN_FRONTEND=noninteractive apt-get -q -y "
+    "-o DPkg::Lock::Timeout=120 "
+    "-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold upgrade"
+)
+
 # Built last: building validates the templates with the helpers above.
 BUILTIN_TYPES: dict[str, CommandType] = {
     "restart_service": CommandType.build(
@@ -435,5 +499,29 @@ BUILTIN_TYPES: dict[str, CommandType] = {
         ["journalctl", "--vacuum-time=7d"],
         {},
         "Remove journal files older than seven days.",
+    ),
+    "restart_container": CommandType.build(
+        "restart_container",
+        ["docker", "restart", "--", "{name}"],
+        {"name": CONTAINER_NAME_PATTERN},
+        "Restart a container (Docker, or Podman's docker-compatible CLI).",
+    ),
+    "upgrade_packages": CommandType.build(
+        "upgrade_packages",
+        ["sh", "-c", APT_UPGRADE],
+        {},
+        "Upgrade the installed packages with apt, keeping changed configuration files.",
+        approval=Approval.ALWAYS,
+        changes_software=True,
+        timeout=1800,  # killed mid-dpkg by the default 30 s, it would leave a broken box
+    ),
+    "reboot": CommandType.build(
+        "reboot",
+        # --no-block: systemctl returns once the reboot is queued, so the command completes
+        # before the shutdown closes the SSH session (instead of ending as an SSH error).
+        ["systemctl", "--no-block", "reboot"],
+        {},
+        "Reboot the box.",
+        approval=Approval.ALWAYS,
     ),
 }

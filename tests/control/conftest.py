@@ -32,6 +32,18 @@ argv = ["sleep", "{{seconds}}"]
 [commands.sleep_for.params]
 seconds = "^[0-9]{{1,3}}[.][0-9]{{1,9}}$"
 
+[commands.deploy_app]
+argv = ["touch", "{workdir}/deployed"]
+changes_software = true
+
+[commands.patient_wait]
+argv = ["sh", "-c", "sleep 4; echo waited"]
+timeout = 10
+
+[commands.impatient_wait]
+argv = ["sh", "-c", "sleep 2; echo waited"]
+timeout = 1
+
 [commands.echo_text]
 argv = ["echo", "{{text}}"]
 [commands.echo_text.params]

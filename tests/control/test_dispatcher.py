@@ -11,6 +11,7 @@ import threading
 import pytest
 
 from control.models import Action, AuditEntry
+from control.scheduler import ControlScheduler
 from tests.control.remediation_helpers import final, queue
 from tests.helpers import wait_until
 
@@ -44,6 +45,26 @@ def test_auto_approved_action_runs_and_leaves_its_side_effect(
         for e in client.get("/api/v1/events?server_id=box", headers=auth.viewer).json["events"]
     ]
     assert types[:3] == ["action_completed", "action_started", "action_created"]
+
+
+def test_a_software_change_queued_before_updates_were_turned_off_never_runs(
+    app, client, auth, server, workdir
+):
+    action = queue(client, auth, "deploy_app").json
+    assert action["status"] == "approved"  # nothing is dispatching yet
+    off = client.put("/api/v1/servers/box", json={"update_enabled": False}, headers=auth.operator)
+    assert off.status_code == 200
+
+    context = app.extensions["homelab"]
+    scheduler = ControlScheduler(context.settings, remediation=context.remediation)
+    scheduler.start()
+    try:
+        done = final(client, auth, action["id"])
+    finally:
+        scheduler.shutdown()
+    assert done["status"] == "failed"
+    assert "update_enabled false" in done["failure_reason"]
+    assert not (workdir / "deployed").exists()
 
 
 def test_paused_server_action_waits_for_approval(client, auth, server, workdir, dispatching):

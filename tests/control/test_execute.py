@@ -97,6 +97,14 @@ def test_execute_timeout_is_408_and_the_remote_process_is_gone(client, auth, ser
     assert entry.result == "timeout"
 
 
+def test_a_type_with_its_own_timeout_outlives_the_default_or_stops_sooner(client, auth, server):
+    """The test whitelist's default is 3 s; patient_wait may take 10, impatient_wait only 1."""
+    patient = execute(client, auth, {"action_type": "patient_wait"})  # sleeps 4 s
+    assert (patient.status_code, patient.json["stdout"]) == (200, "waited\n")
+    impatient = execute(client, auth, {"action_type": "impatient_wait"})  # sleeps 2 s
+    assert (impatient.status_code, impatient.json["code"]) == (408, "TIMEOUT")
+
+
 def test_unreachable_host_is_500_ssh_error(client, auth, server):
     client.put("/api/v1/servers/box", json={"ssh_port": 1}, headers=auth.operator)
     response = execute(client, auth, {"command": "echo hi"})

@@ -17,6 +17,9 @@ LISTS = {
     "/api/v1/actions": ("status=done", "status=pending"),
     "/api/v1/servers/web-1/actions": ("status=done", "action_type=clear_logs"),
     "/api/v1/events": ("type=bogus", "type=server_registered"),
+    "/api/v1/servers/web-1/events": ("severity=fatal", "severity=info"),
+    # No filters of its own (yet): the page size is the value it checks.
+    "/api/v1/servers/web-1/updates": ("limit=101", "limit=100"),
     "/api/v1/audit": ("source=cron", "source=execute"),
     "/api/v1/alerts": ("status=pending", "status=firing"),
 }

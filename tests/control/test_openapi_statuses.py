@@ -44,6 +44,23 @@ PROVOKED = {
         (404, "/api/v1/servers/gone/pause", None),
     ],
     ("put", SERVER + "/unpause"): [(404, "/api/v1/servers/gone/unpause", None)],
+    ("patch", SERVER + "/health"): [
+        (200, "/api/v1/servers/web-1/health", {"health": "failed", "reason": "disk"}),
+        (400, "/api/v1/servers/web-1/health", MALFORMED),
+        (415, "/api/v1/servers/web-1/health", PLAIN),
+        (404, "/api/v1/servers/gone/health", {"health": None}),
+        (422, "/api/v1/servers/web-1/health", {"health": "offline"}),
+    ],
+    ("get", SERVER + "/updates"): [
+        (200, "/api/v1/servers/web-1/updates", None),
+        (404, "/api/v1/servers/gone/updates", None),
+        (422, "/api/v1/servers/web-1/updates?limit=0", None),
+    ],
+    ("get", SERVER + "/events"): [
+        (200, "/api/v1/servers/web-1/events", None),
+        (404, "/api/v1/servers/gone/events", None),
+        (422, "/api/v1/servers/web-1/events?severity=fatal", None),
+    ],
     ("post", SERVER + "/enrollment/reset"): [
         (200, "/api/v1/servers/web-1/enrollment/reset", None),
         (404, "/api/v1/servers/gone/enrollment/reset", None),
@@ -104,6 +121,7 @@ PROVOKED = {
     ("get", "/api/v1/events"): [
         (200, "/api/v1/events", None),
         (422, "/api/v1/events?type=x", None),
+        (422, "/api/v1/events?since=yesterday", None),
     ],
     ("get", "/api/v1/audit"): [(200, "/api/v1/audit", None), (422, "/api/v1/audit?result=x", None)],
     ("get", "/api/v1/prometheus/targets"): [(200, "/api/v1/prometheus/targets", None)],

@@ -6,9 +6,11 @@ built from raw rows checked against the schema) reads best in one place.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from control.models import MetricsSample
+from control.models import MetricsSample, Server
 from tests.helpers import send_heartbeat
 
 BASE = "/api/v1/servers"
@@ -265,7 +267,7 @@ def test_list_uses_a_constant_number_of_queries(client, auth, app):
 
 def test_list_body_matches_the_documented_server_schema(client, auth):
     """The list is built from raw rows for speed; it must equal ServerSchema's dump."""
-    from control.api.servers import ServerSchema
+    from control.api.server_schemas import ServerSchema
     from control.fleet import servers
 
     register(client, auth, id="plain")
@@ -279,8 +281,16 @@ def test_list_body_matches_the_documented_server_schema(client, auth):
         ssh_port=2222,
         ssh_user="ops",
         tags=["rack_a", "nas"],
+        role="nas",
+        branch="main",
+        segment="lan.2",
+        update_enabled=False,
+        version_lock="9f8e7d6",
+        metadata={"rack": "a", "u": [1, 2.5, None, True], "note": "é\u2028"},
     )
     client.put("/api/v1/servers/full/pause", headers=auth.operator)
+    body = {"health": "degraded", "reason": "fan"}
+    assert client.patch("/api/v1/servers/full/health", json=body, headers=auth.operator).json
     heartbeat(
         client,
         auth,
@@ -302,7 +312,13 @@ def test_list_body_matches_the_documented_server_schema(client, auth):
         },
     )
     heartbeat(client, auth, server_id="bare")
+    Server.update(
+        current_commit_hash="1a2b3c4",
+        packages=json.dumps({"upgradable": 2, "security": 0, "reboot_required": False}),
+        containers=json.dumps([{"name": "web", "image": "nginx", "state": "running"}]),
+    ).where(Server.id == "full").execute()
     listed = client.get(BASE, headers=auth.viewer).json["servers"]
     assert [s["id"] for s in listed] == ["bare", "full", "plain"]
+    assert listed[1]["packages"]["upgradable"] == 2 and listed[1]["health_reasons"]
     for item in listed:
         assert item == ServerSchema().dump(servers.get_server(item["id"])), item["id"]

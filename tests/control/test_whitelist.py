@@ -104,13 +104,86 @@ def test_clear_logs_takes_no_parameters(whitelist):
     assert whitelist.render("clear_logs", None) == ["journalctl", "--vacuum-time=7d"]
 
 
+BUILTIN_NAMES = ["clear_logs", "reboot", "restart_container", "restart_service", "upgrade_packages"]
+
+
 def test_builtin_types_are_listed(whitelist):
-    assert whitelist.names() == ["clear_logs", "restart_service"]
+    assert whitelist.names() == BUILTIN_NAMES
     assert "restart_service" in whitelist
-    assert "reboot" not in whitelist
+    assert "shutdown" not in whitelist
 
 
-@pytest.mark.parametrize("action_type", ["reboot", "", "RESTART_SERVICE", None, 3, "x" * 5000])
+def test_restart_container_renders_docker_restart_of_one_name(whitelist):
+    argv = whitelist.render("restart_container", {"name": "web_1.blue-2"})
+
+    assert argv == ["docker", "restart", "--", "web_1.blue-2"]
+
+
+@pytest.mark.parametrize("name", ["-web", "/web", "web;id", "web 1", "w" * 129, "", "wéb"])
+def test_restart_container_refuses_what_is_no_container_name(whitelist, name):
+    with pytest.raises(ValidationFailed):
+        whitelist.render("restart_container", {"name": name})
+
+
+def test_upgrade_packages_is_a_constant_non_interactive_apt_upgrade(whitelist):
+    argv = whitelist.render("upgrade_packages", {})
+
+    assert argv[:2] == ["sh", "-c"] and len(argv) == 3
+    assert "DEBIAN_FRONTEND=noninteractive" in argv[2]
+    assert "--force-confold" in argv[2] and " -y " in argv[2]
+    assert whitelist.types["upgrade_packages"].patterns == {}
+    assert whitelist.match_command(to_shell(argv)).action_type == "upgrade_packages"
+
+
+def test_reboot_is_queued_without_waiting_so_the_command_completes_before_ssh_drops(whitelist):
+    assert whitelist.render("reboot", None) == ["systemctl", "--no-block", "reboot"]
+
+
+def test_upgrade_packages_has_its_own_long_timeout_and_the_others_the_default(whitelist):
+    timeouts = {name: whitelist.types[name].timeout for name in BUILTIN_NAMES}
+    assert timeouts.pop("upgrade_packages") == 1800
+    assert set(timeouts.values()) == {None}  # HOMELAB_COMMAND_TIMEOUT
+
+
+def test_a_file_sets_a_timeout_and_a_replaced_builtin_keeps_its_own(write_commands):
+    path = write_commands(
+        """
+        [commands.backup]
+        argv = ["/usr/local/bin/backup"]
+        timeout = 600
+        [commands.upgrade_packages]
+        argv = ["sh", "-c", "dnf -y upgrade"]
+        """
+    )
+    types = load_whitelist(path).types
+    assert (types["backup"].timeout, types["upgrade_packages"].timeout) == (600, 1800)
+
+
+@pytest.mark.parametrize("timeout", ["600", 0, -1, 86401, 1.5, True])
+def test_a_timeout_that_is_no_whole_number_of_seconds_in_range_is_refused(write_commands, timeout):
+    value = f'"{timeout}"' if isinstance(timeout, str) else str(timeout).lower()
+    path = write_commands(f'[commands.backup]\nargv = ["backup"]\ntimeout = {value}\n')
+    with pytest.raises(ConfigError, match="timeout must be whole seconds"):
+        load_whitelist(path)
+
+
+def test_reboot_and_upgrade_need_approval_and_only_upgrade_changes_software(whitelist):
+    approval = {name: whitelist.types[name].approval for name in BUILTIN_NAMES}
+    software = {name: whitelist.types[name].changes_software for name in BUILTIN_NAMES}
+
+    assert {name for name, value in approval.items() if value == "always"} == {
+        "reboot",
+        "upgrade_packages",
+    }
+    assert {name for name, value in approval.items() if value == "auto"} == {
+        "clear_logs",
+        "restart_container",
+        "restart_service",
+    }
+    assert [name for name, changes in software.items() if changes] == ["upgrade_packages"]
+
+
+@pytest.mark.parametrize("action_type", ["shutdown", "", "RESTART_SERVICE", None, 3, "x" * 5000])
 def test_unknown_type_is_not_allowed(whitelist, action_type):
     with pytest.raises(CommandNotAllowed) as raised:
         whitelist.render(action_type, {})
@@ -169,7 +242,7 @@ def test_injection_corpus_is_rejected_as_a_command(whitelist, value):
 
 
 def test_no_file_means_builtins_only():
-    assert load_whitelist(None).names() == ["clear_logs", "restart_service"]
+    assert load_whitelist(None).names() == BUILTIN_NAMES
 
 
 def test_file_adds_a_type_with_a_placeholder_inside_an_element(write_commands):
@@ -185,7 +258,7 @@ def test_file_adds_a_type_with_a_placeholder_inside_an_element(write_commands):
 
     whitelist = load_whitelist(path)
 
-    assert whitelist.names() == ["clear_logs", "restart_service", "tail_log"]
+    assert whitelist.names() == sorted([*BUILTIN_NAMES, "tail_log"])
     assert whitelist.render("tail_log", {"name": "syslog"}) == [
         "tail",
         "-n",
@@ -239,6 +312,58 @@ def test_doubled_braces_are_literal(write_commands):
     argv = load_whitelist(path).render("find_old", {"dir": "cache"})
 
     assert argv == ["find", "/tmp/cache", "-exec", "rm", "--", "{}", "+"]
+
+
+def test_a_file_sets_approval_and_changes_software_on_any_type(write_commands):
+    path = write_commands(
+        """
+        [commands.restart_service]
+        argv = ["systemctl", "restart", "--", "{service_name}"]
+        approval = "always"
+        [commands.restart_service.params]
+        service_name = "^[a-z]{1,16}$"
+
+        [commands.deploy]
+        argv = ["/usr/local/bin/deploy"]
+        changes_software = true
+
+        [commands.reboot]
+        argv = ["systemctl", "reboot"]
+        approval = "auto"
+        """
+    )
+
+    types = load_whitelist(path).types
+
+    assert (types["restart_service"].approval, types["restart_service"].changes_software) == (
+        "always",
+        False,
+    )
+    assert (types["deploy"].approval, types["deploy"].changes_software) == ("auto", True)
+    assert types["reboot"].approval == "auto"  # turned off on purpose
+    assert types["upgrade_packages"].approval == "always"  # untouched built-in
+
+
+def test_replacing_a_builtin_keeps_its_safety_defaults_unless_the_file_says_otherwise(
+    write_commands,
+):
+    path = write_commands(
+        """
+        [commands.upgrade_packages]
+        argv = ["sh", "-c", "dnf -y upgrade"]
+        [commands.reboot]
+        argv = ["shutdown", "-r", "+1"]
+        changes_software = true
+        """
+    )
+
+    types = load_whitelist(path).types
+
+    assert (types["upgrade_packages"].approval, types["upgrade_packages"].changes_software) == (
+        "always",
+        True,
+    )
+    assert (types["reboot"].approval, types["reboot"].changes_software) == ("always", True)
 
 
 def test_the_parsed_file_is_kept_for_other_sections(write_commands):
@@ -357,6 +482,19 @@ INVALID_FILES = {
         + "".join(f'{n} = "^[a-z-]+$"\n' for n in "abc"),
         "placeholder {a} appears more than once (argv[1] and argv[2])",
     ),
+    "unknown approval": (
+        '[commands.x]\nargv = ["true"]\napproval = "never"',
+        '[commands.x]: approval must be "auto" or "always", not \'never\'',
+    ),
+    "approval not a string": (
+        '[commands.x]\nargv = ["true"]\napproval = true',
+        '[commands.x]: approval must be "auto" or "always", not True',
+    ),
+    "changes_software not a boolean": (
+        '[commands.x]\nargv = ["true"]\nchanges_software = "yes"',
+        "[commands.x]: changes_software must be true or false, not 'yes'",
+    ),
+    "misspelt key": ('[commands.x]\nargv = ["true"]\napprove = "always"', "unknown key 'approve'"),
     "placeholder twice in one element beside another": (
         '[commands.x]\nargv = ["echo", "{a}-{b}-{a}"]\n[commands.x.params]\n'
         + "".join(f'{n} = "^[a-z-]+$"\n' for n in "ab"),
@@ -393,6 +531,8 @@ def test_missing_commands_file_is_a_config_error(tmp_path):
         ("systemctl restart -- 'nginx'", ("restart_service", {"service_name": "nginx"})),
         ('  systemctl   restart "--"  nginx ', ("restart_service", {"service_name": "nginx"})),
         ("journalctl --vacuum-time=7d", ("clear_logs", {})),
+        ("docker restart -- web-1", ("restart_container", {"name": "web-1"})),
+        ("systemctl --no-block reboot", ("reboot", {})),
     ],
 )
 def test_command_matching_a_render_token_for_token_is_allowed(whitelist, command, expected):
