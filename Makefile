@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 RUN_STAMP := $(VENV)/.run-installed
 DEV_STAMP := $(VENV)/.dev-installed
 
-.PHONY: run test typecheck test-fast lint format clean
+.PHONY: run test typecheck test-fast lint format clean screenshots
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ lint: $(DEV_STAMP)
 ## typecheck: mypy on control/ and exporter_agent/ (strict on the domain wings)
 typecheck: $(DEV_STAMP)
 	$(VENV)/bin/mypy
+
+## screenshots: PNGs of the console's fleet, server and approvals pages from a demo fleet
+## (docs/images/; needs Debian's chromium, or CHROMIUM=/path/to/chromium)
+screenshots: $(DEV_STAMP)
+	$(PY) docs/screenshots.py
 
 format: $(DEV_STAMP)
 	$(VENV)/bin/ruff check --fix .

@@ -1,4 +1,4 @@
-"""The application factory: settings → database → API, ready for any WSGI server."""
+"""The application factory: settings → database → API and console, ready for any WSGI server."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 
 from flask import Flask, g, request
 
-from control import api, context, db, migrations
-from control.config import Settings, load_settings
+from control import api, console, context, db, migrations
+from control.config import Settings, console_secret_key, load_settings
 from control.context import ControlContext
 from control.errors import NotFound
 from control.jsonprovider import OrjsonProvider
@@ -47,6 +47,9 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
 
     app = ControlFlask("control")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
+    # Signs the console's session cookies and CSRF tokens (HOMELAB_SECRET_KEY, or generated
+    # once into the data dir); the API never uses it.
+    app.secret_key = console_secret_key(settings)
     app.json.sort_keys = False
     metrics = ControlMetrics(settings.electricity_price, settings.currency)
     remediation = Remediation(settings, observe=metrics.observe_command)
@@ -62,6 +65,7 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
         remediation_rules=load_rules(remediation.whitelist, settings.commands_file or None),
     ).install(app)
     api.init_app(app)
+    console.init_app(app)  # /ui/, and / redirecting there
     _install_request_hooks(app)
     return app
 

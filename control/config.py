@@ -5,8 +5,10 @@ Everything else receives a `Settings` object; nothing deeper reads `os.environ`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import secrets
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,6 +18,9 @@ from typing import Any
 from control.errors import ConfigError
 
 ENV_PREFIX = "HOMELAB_"
+# The file in the data dir holding the generated console key when HOMELAB_SECRET_KEY is unset.
+SECRET_KEY_FILE = "secret_key"  # noqa: S105 - a file name, not a secret
+MIN_SECRET_KEY = 32
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,14 @@ class Settings:
     log_format: str = "text"
     log_level: str = "INFO"
     run_scheduler: bool = True
+    # The operator console (control.console): the key signing its session cookies (empty →
+    # generated once into `<data_dir>/secret_key`, mode 600), whether the cookie is Secure even
+    # over plain HTTP (it always is under HTTPS), how long a sign-in lasts, and how many failed
+    # sign-ins one client address may make per minute.
+    secret_key: str = ""
+    cookie_secure: bool = False
+    session_hours: int = 12
+    login_rate: int = 10
     scheduler_lease_seconds: int = 0  # 0 → derived from the check interval
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -84,6 +97,8 @@ _POSITIVE = {
     "rate_limit",
     "max_content_length",
     "update_check_after",
+    "session_hours",
+    "login_rate",
 }
 
 
@@ -145,4 +160,57 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     settings = Settings(**typed)
     if settings.log_format not in {"text", "json"}:
         raise ConfigError("HOMELAB_LOG_FORMAT: must be 'text' or 'json'")
+    if settings.secret_key and len(settings.secret_key) < MIN_SECRET_KEY:
+        raise ConfigError(
+            f"HOMELAB_SECRET_KEY: at least {MIN_SECRET_KEY} characters "
+            "(e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
     return settings
+
+
+def console_secret_key(settings: Settings) -> str:
+    """The key that signs the console's session cookies.
+
+    `HOMELAB_SECRET_KEY` when set; otherwise a random key generated once into
+    `<data_dir>/secret_key` (mode 600) and read from there on every later start, so sessions
+    survive restarts and every worker on the host signs alike. The file is written whole under
+    a temporary name, then linked into place: a worker starting at the same time either wins
+    the link or reads the winner's complete key, never half of one.
+    """
+    if settings.secret_key:
+        return settings.secret_key
+    data_dir = Path(settings.data_dir)
+    path = data_dir / SECRET_KEY_FILE
+    try:
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not path.exists():
+            _create_secret_file(path)
+        # O_NOFOLLOW: a symlink planted in the data dir must not choose the key file.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd) as handle:
+            os.fchmod(fd, 0o600)  # whatever a copy or a restore made of it: the key is private
+            key = handle.read().strip()
+    except OSError as exc:
+        raise ConfigError(
+            f"HOMELAB_SECRET_KEY is not set and {path} cannot be created or read "
+            f"({exc.strerror}); set HOMELAB_SECRET_KEY or make HOMELAB_DATA_DIR writable"
+        ) from None
+    if len(key) < MIN_SECRET_KEY:
+        raise ConfigError(f"{path}: holds no usable key (remove it to generate a new one)")
+    return key
+
+
+def _create_secret_file(path: Path) -> None:
+    """Write a new random key to `path` unless another process got there first."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(48) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        # FileExistsError: another worker's key won; everyone reads that one.
+        with contextlib.suppress(FileExistsError):
+            os.link(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)

@@ -85,7 +85,13 @@ class KeyRing:
         """The Principal for `presented`, or None when it matches no active key."""
         if not presented or len(presented) > 512:
             return None
-        digest = hash_key(presented)
+        return self.resolve_digest(hash_key(presented))
+
+    def resolve_digest(self, digest: str) -> Principal | None:
+        """The Principal whose key hashes to `digest` (see `hash_key`), or None.
+
+        For the console's session, which keeps the key's hash rather than the key.
+        """
         found = None
         for stored, principal in self._bootstrap:
             # Check every bootstrap key so timing does not reveal which one matched.

@@ -159,6 +159,7 @@ def banner(url: str, keys: dict[str, str], new: bool, agent: bool) -> str:
     lines = [
         "",
         "homelabcmd is running (Ctrl-C stops it)",
+        f"  console          {url}/ui/  (sign in with the operator or viewer key below)",
         f"  API              {url}/api/v1/servers  (send X-API-Key)",
         f"  API docs         {url}/api/docs",
         f"  health, metrics  {url}/health  {url}/metrics",

@@ -29,6 +29,7 @@ class ServerEventQuerySchema(PageQuerySchema):
 
     event_type = OneOf(EventType, data_key="type")
     severity = OneOf(EventSeverity, metadata={"description": "Exactly this severity."})
+    min_severity = OneOf(EventSeverity, metadata={"description": "This severity or worse."})
     since = UtcDateTime(metadata={"description": "Events created at or after this time."})
 
 

@@ -108,23 +108,33 @@ def record_many(rows: list[dict[str, Any]]) -> None:
         Event.insert_many(rows).execute()
 
 
+def at_least(severity: str) -> list[str]:
+    """The severities as bad as `severity` or worse (EventSeverity lists them mildest first)."""
+    names = [value.value for value in EventSeverity]
+    return names[names.index(severity) :]
+
+
 def list_events(
     *,
     server_id: str | None = None,
     event_type: str | None = None,
     severity: str | None = None,
+    min_severity: str | None = None,
     since: dt.datetime | None = None,
     limit: int | None = PAGE_LIMIT_DEFAULT,
     offset: int = 0,
 ) -> tuple[list[Event], int]:
     """A page of events, newest first, with the total count matching the filters.
 
-    `severity` is an exact match; `since` (naive UTC) keeps the events created at or after it.
+    `severity` is an exact match, `min_severity` keeps that severity and worse (what someone
+    scanning for trouble wants); `since` (naive UTC) keeps the events created at or after it.
     """
     query = filtered(
         Event.select(),
         [(Event.server_id, server_id), (Event.type, event_type), (Event.severity, severity)],
     )
+    if min_severity is not None:
+        query = query.where(Event.severity.in_(at_least(min_severity)))
     if since is not None:
         query = query.where(Event.created_at >= since)
     return page(query, Event.id.desc(), limit, offset)

@@ -216,14 +216,13 @@ def _transition(
     return action
 
 
-def approve_action(action_id: int, approved_by: str, whitelist: Whitelist | None = None) -> Action:
+def approve_action(action_id: int, approved_by: str, whitelist: Whitelist) -> Action:
     """Approve a pending action; the dispatcher picks it up at once.
 
-    With the `whitelist`, Conflict for a software change on a server whose updates were
-    turned off while it waited (it can still be rejected).
+    Conflict for a software change on a server whose updates were turned off while it waited
+    (it can still be rejected).
     """
-    if whitelist is not None:
-        _check_still_allowed(action_id, whitelist)
+    _check_still_allowed(action_id, whitelist)
     action = _transition(
         action_id,
         ActionStatus.PENDING,

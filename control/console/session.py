@@ -1,0 +1,86 @@
+"""Who is signed in to the console: the session cookie, the per-request key check, `next`.
+
+The session (Flask's signed cookie, path `/ui`) keeps the SHA-256 of the key that signed in
+and when, never the key. Every request looks the hash up again, so a revoked key ends the
+session at its next request, and a sign-in lasts `HOMELAB_SESSION_HOURS` from when it was made
+however busy the page is (an auto-refreshing page does not keep it alive).
+"""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import unquote, urlsplit
+
+from flask import Flask, g, has_request_context, request, session
+from flask.sessions import SecureCookieSessionInterface
+
+from control import context
+from control.keys import Principal
+from control.signins import console_principal
+
+COOKIE_NAME = "homelab_console"
+HOME = "/ui/"
+
+
+class ConsoleSessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, Secure when configured or when the request is HTTPS."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        """Secure under `HOMELAB_COOKIE_SECURE`, and always when this request came over HTTPS."""
+        configured = bool(app.config["SESSION_COOKIE_SECURE"])
+        return configured or (has_request_context() and request.is_secure)
+
+
+def start(principal: Principal, digest: str) -> None:
+    """Sign `principal` in: a fresh session (so no token from before survives) holding `digest`."""
+    session.clear()
+    session.permanent = True
+    session["key"] = digest
+    session["since"] = int(time.time())
+    g.console_user = principal
+
+
+def end() -> None:
+    """Sign out: forget everything the session held."""
+    session.clear()
+    g.console_user = None
+
+
+def current_user() -> Principal | None:
+    """The operator or viewer signed in on this request, checked against the keys now.
+
+    None (and the session cleared) when no one signed in, the sign-in is older than
+    `HOMELAB_SESSION_HOURS`, or the key was revoked or no longer opens the console.
+    """
+    if "console_user" in g:
+        user: Principal | None = g.console_user
+        return user
+    user = None
+    digest, since = session.get("key"), session.get("since")
+    if isinstance(digest, str) and isinstance(since, int):
+        settings = context.current().settings
+        if time.time() - since < settings.session_hours * 3600:
+            user = console_principal(context.current().keyring, digest)
+        if user is None:
+            session.clear()
+            g.session_ended = True
+    g.console_user = user
+    return user
+
+
+def safe_next(target: str | None) -> str:
+    """`target` if it is a page of this console (a path under /ui/ on this host), else HOME.
+
+    Refused: absolute URLs, scheme-relative `//host`, backslashes (browsers read `/\\host` as
+    `//host`), spaces and control characters, dot segments, and any path outside /ui/.
+    """
+    if not target or len(target) > 2000:
+        return HOME
+    if "\\" in target or any(ord(char) < 0x21 or ord(char) == 0x7F for char in target):
+        return HOME
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not parts.path.startswith(HOME):
+        return HOME
+    if ".." in unquote(parts.path):  # `/ui/../x` (or `%2e%2e`) resolves outside the console
+        return HOME
+    return target
