@@ -6,7 +6,8 @@ Lanes (markers; `make test-fast` runs `-m "unit or api"`, `make test` runs every
 - `api`: the Flask app in-process on SQLite (`app`, `client`, `database_url`, or any fixture
   built on them).
 - `integration`: real external processes or a real PostgreSQL.
-- `browser`: a real browser (declared for later; nothing uses it yet).
+- `browser`: Playwright driving Debian's `chromium` through the console of a real
+  `homelab-control serve` (`tests/browser/`).
 
 `pytest_collection_modifyitems` below gives each collected test exactly one lane; the first
 rule that matches wins:
