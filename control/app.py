@@ -15,6 +15,7 @@ from control.errors import NotFound
 from control.jsonprovider import OrjsonProvider
 from control.keys import KeyRing
 from control.metrics import ControlMetrics
+from control.notify import routing
 from control.remediation.ratelimit import KeyRateLimiter
 from control.remediation.rules import load_rules
 from control.remediation.runner import Remediation
@@ -42,6 +43,8 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     (`homelab-control serve` does both).
     """
     settings = config if isinstance(config, Settings) else load_settings(**(config or {}))
+    # This process's events queue notifications by these routes (checked: bad ones refuse).
+    routing.configure(settings)
     db.bind(db.open_database(settings.resolved_database_url))
     migrations.migrate()
 

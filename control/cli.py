@@ -1,12 +1,15 @@
-"""`homelab-control`: serve the API, run the scheduler alone, manage API keys."""
+"""`homelab-control`: serve the API, run the scheduler alone, manage API keys, test the
+notification channels."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import errno
 import logging
 import resource
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Sequence
@@ -16,6 +19,7 @@ import peewee
 from control import context, db, keys, logs, migrations
 from control.config import Settings, load_settings
 from control.errors import ConfigError, ControlError, ValidationFailed
+from control.notify import routing
 
 log = logging.getLogger("control")
 
@@ -72,6 +76,12 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     commands.add_parser("scheduler", help="the scheduler alone (offline detection, retention)")
+
+    notify_cmd = commands.add_parser("notify", help="notification channels")
+    notify_actions = notify_cmd.add_subparsers(dest="notify_command", required=True)
+    notify_actions.add_parser(
+        "test", help="send a test message to every configured notification URL, print results"
+    )
 
     key_cmd = commands.add_parser("keys", help="create, list or revoke API keys")
     key_actions = key_cmd.add_subparsers(dest="keys_command", required=True)
@@ -151,6 +161,16 @@ def _fit_open_files(connections: int) -> int:
     return fitting
 
 
+def listen_url(host: str, port: int) -> str:
+    """The URL a browser would use for `serve --host H --port P`: the default of
+    HOMELAB_PUBLIC_URL (links in notifications). A wildcard address is this host's name."""
+    if host in ("", "0.0.0.0", "::"):  # noqa: S104 - naming the wildcard, not binding it
+        host = socket.getfqdn()
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     """Run the API under waitress, with the scheduler in-process unless --no-scheduler."""
     from waitress.server import create_server
@@ -158,6 +178,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from control.app import create_app
     from control.scheduler import ControlScheduler
 
+    if not settings.public_url:
+        settings = dataclasses.replace(settings, public_url=listen_url(args.host, args.port))
     try:
         app = create_app(settings)
     except peewee.DatabaseError as exc:
@@ -196,6 +218,7 @@ def cmd_scheduler(args: argparse.Namespace, settings: Settings) -> int:
     from control.scheduler import ControlScheduler
 
     _open_database(settings)
+    routing.configure(settings)  # the offline sweep's events queue notifications
     scheduler = ControlScheduler(settings)
     scheduler.start()
     _wait_for_termination()
@@ -231,7 +254,24 @@ def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-COMMANDS = {"serve": cmd_serve, "scheduler": cmd_scheduler, "keys": cmd_keys}
+def cmd_notify(args: argparse.Namespace, settings: Settings) -> int:
+    """Send a test message to every configured URL; print each result (redacted).
+
+    Exit 0 when every channel took it, 1 when one failed, 2 when none is configured.
+    """
+    from control.notify.sender import send_test
+
+    failed = 0
+    for channel, outcome in send_test(settings):
+        if outcome.ok:
+            print(f"ok      {channel.shown}")
+        else:
+            failed += 1
+            print(f"FAILED  {channel.shown}: {outcome.error}")
+    return 1 if failed else 0
+
+
+COMMANDS = {"serve": cmd_serve, "scheduler": cmd_scheduler, "keys": cmd_keys, "notify": cmd_notify}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import re
 import secrets
 import tomllib
 from collections.abc import Mapping
@@ -21,6 +22,26 @@ ENV_PREFIX = "HOMELAB_"
 # The file in the data dir holding the generated console key when HOMELAB_SECRET_KEY is unset.
 SECRET_KEY_FILE = "secret_key"  # noqa: S105 - a file name, not a secret
 MIN_SECRET_KEY = 32
+
+
+SEVERITIES = ("info", "warning", "error")  # mildest first, as control.models.EventSeverity
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"  # `homelab-control serve`'s default address
+_PUBLIC_URL = re.compile(r"https?://[^\s/?#]+(/[^\s?#]*)?")
+
+
+@dataclass(frozen=True)
+class NotifyRoute:
+    """One `[[notify_routes]]` table: which events go to which Apprise URLs.
+
+    Empty `types` or `tags` match everything; `min_severity` None means
+    `HOMELAB_NOTIFY_MIN_SEVERITY`. The type `approval` stands for an action waiting for
+    approval, which is sent whatever the severity.
+    """
+
+    urls: tuple[str, ...]
+    min_severity: str | None = None
+    types: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -70,6 +91,15 @@ class Settings:
     session_hours: int = 12
     login_rate: int = 10
     scheduler_lease_seconds: int = 0  # 0 → derived from the check interval
+    # Notifications (control.notify): Apprise URLs (comma-separated, or a list in the TOML), the
+    # least severity sent, how long one incident stays quiet after a message, and the routes of
+    # the TOML's [[notify_routes]] tables. `public_url` is where the console's links point
+    # (empty → `serve`'s listen address, else http://127.0.0.1:8000).
+    notify_urls: str = field(default="", repr=False)  # credentials: never in a repr
+    notify_min_severity: str = "warning"
+    notify_cooldown: int = 600  # seconds; 0 sends every change
+    notify_routes: tuple[NotifyRoute, ...] = field(default=(), repr=False)
+    public_url: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -78,6 +108,11 @@ class Settings:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(Path(self.data_dir) / 'homelab.db').resolve()}"
+
+    @property
+    def resolved_public_url(self) -> str:
+        """The console's base URL for links in notifications, without a trailing slash."""
+        return (self.public_url or DEFAULT_PUBLIC_URL).rstrip("/")
 
     @property
     def lease_seconds(self) -> int:
@@ -102,8 +137,41 @@ _POSITIVE = {
 }
 
 
+def _notify_routes(raw: Any) -> tuple[NotifyRoute, ...]:
+    """The `[[notify_routes]]` tables of the TOML file, checked; ConfigError when malformed."""
+    if not isinstance(raw, list):
+        raise ConfigError(
+            "HOMELAB_NOTIFY_ROUTES: routes are [[notify_routes]] tables in the HOMELAB_CONFIG file"
+        )
+    routes = []
+    for number, table in enumerate(raw, 1):
+        where = f"notify_routes #{number}"
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where}: must be a table")
+        unknown = set(table) - {"urls", "min_severity", "types", "tags"}
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+        lists = {}
+        for key in ("urls", "types", "tags"):
+            value = table.get(key, [])
+            if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+                raise ConfigError(f"{where}: {key} must be a list of strings")
+            lists[key] = tuple(value)
+        if not lists["urls"]:
+            raise ConfigError(f"{where}: needs at least one URL in urls")
+        severity = table.get("min_severity")
+        if severity is not None and severity not in SEVERITIES:
+            raise ConfigError(f"{where}: min_severity must be one of {', '.join(SEVERITIES)}")
+        routes.append(NotifyRoute(min_severity=severity, **lists))
+    return tuple(routes)
+
+
 def _coerce(name: str, raw: Any, default: Any) -> Any:
     """Convert one raw setting (env string or TOML value) to the type of its default."""
+    if name == "notify_routes":
+        return _notify_routes(raw)
+    if name == "notify_urls" and isinstance(raw, list):  # the TOML may list them
+        return ",".join(str(url) for url in raw)
     try:
         if isinstance(default, bool):
             if isinstance(raw, bool):
@@ -160,6 +228,12 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     settings = Settings(**typed)
     if settings.log_format not in {"text", "json"}:
         raise ConfigError("HOMELAB_LOG_FORMAT: must be 'text' or 'json'")
+    if settings.notify_min_severity not in SEVERITIES:
+        raise ConfigError(f"HOMELAB_NOTIFY_MIN_SEVERITY: must be one of {', '.join(SEVERITIES)}")
+    if settings.notify_cooldown < 0:
+        raise ConfigError("HOMELAB_NOTIFY_COOLDOWN: must be 0 or more seconds")
+    if settings.public_url and not _PUBLIC_URL.fullmatch(settings.public_url):
+        raise ConfigError("HOMELAB_PUBLIC_URL: must be an http:// or https:// URL")
     if settings.secret_key and len(settings.secret_key) < MIN_SECRET_KEY:
         raise ConfigError(
             f"HOMELAB_SECRET_KEY: at least {MIN_SECRET_KEY} characters "

@@ -21,6 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from control.fleet import costs, servers
 from control.fleet.health import same_commit
 from control.models import AlertStatus, JobRun, Server, ServerHealth, ServerStatus
+from control.notify import outbox
 from control.remediation import actions
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,39 @@ class FleetCollector:
         for status, count in actions.count_by_status().items():
             by_status.add_metric([status], count)
         yield by_status
+        yield from self._notification_families()
         yield from self._cost_families()
+
+    def _notification_families(self):
+        """Notifications sent, failed and queued per channel scheme (`ntfy`, `json`, …).
+
+        The scheme is all a label shows of a channel: its URL holds secrets.
+        """
+        sent = CounterMetricFamily(
+            "homelab_notifications_sent",
+            "Notification messages delivered, by channel scheme.",
+            labels=["scheme"],
+        )
+        failed = CounterMetricFamily(
+            "homelab_notifications_failed",
+            "Notification send attempts that failed (each is retried with backoff), by "
+            "channel scheme.",
+            labels=["scheme"],
+        )
+        for tally in outbox.tallies():
+            sent.add_metric([tally.scheme], tally.sent)
+            failed.add_metric([tally.scheme], tally.failed)
+        yield sent
+        yield failed
+        queued = GaugeMetricFamily(
+            "homelab_notifications_queued",
+            "Notifications waiting in the outbox (first send, retry or cooldown), by channel "
+            "scheme.",
+            labels=["scheme"],
+        )
+        for scheme, count in sorted(outbox.queued_by_scheme().items()):
+            queued.add_metric([scheme], count)
+        yield queued
 
     def _server_families(self):
         """Per-server facts in one query: last heartbeat, health, and the state rules join on.

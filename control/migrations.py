@@ -24,6 +24,8 @@ from control.models import (
     AuditEntry,
     BaseModel,
     MetricsSample,
+    Notification,
+    NotificationTally,
     RateLimitHit,
     SchedulerLease,
     Server,
@@ -189,6 +191,11 @@ def _v8_device_health(migrator: SchemaMigrator) -> None:
     db.create_tables([ServerUpdate], safe=True)
 
 
+def _v9_notifications(migrator: SchemaMigrator) -> None:
+    """Version 9: the notification outbox and the sent/failed tallies per channel scheme."""
+    db.create_tables([Notification, NotificationTally], safe=True)
+
+
 # Each step takes a SchemaMigrator; step N brings version N-1 to version N.
 # Version 1 is the initial schema (servers, samples, events, keys, scheduler rows).
 MIGRATIONS: list[Callable[[SchemaMigrator], None]] = [
@@ -199,6 +206,7 @@ MIGRATIONS: list[Callable[[SchemaMigrator], None]] = [
     _v6_rate_limit_hits,
     _v7_ssh_address,
     _v8_device_health,
+    _v9_notifications,
 ]
 LATEST_VERSION = 1 + len(MIGRATIONS)
 MIGRATION_LOCK_ID = 0x484F4D45  # arbitrary, constant: "HOME"

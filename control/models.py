@@ -417,6 +417,74 @@ class RateLimitHit(BaseModel):
         indexes = ((("bucket", "key_name", "hit_at"), False),)
 
 
+class NotificationStatus(enum.StrEnum):
+    """The values of `Notification.status` (control.notify.sender moves them)."""
+
+    PENDING = "pending"  # waiting for its first attempt, a retry, or an incident's cooldown
+    SENT = "sent"  # went out as its own message or as a line of a summary
+    FOLDED = "folded"  # went out inside a later message about the same incident
+    SUPPRESSED = "suppressed"  # a recovery of an incident that was never announced
+    FAILED = "failed"  # every retry failed; given up
+    DROPPED = "dropped"  # its channel is no longer configured
+
+
+class NotificationKind(enum.StrEnum):
+    """What a notification says: a problem, its end, an approval to give, or a summary."""
+
+    ALERT = "alert"
+    RECOVERY = "recovery"
+    APPROVAL = "approval"
+    SUMMARY = "summary"
+
+
+class Notification(BaseModel):
+    """The outbox: one message (an event, or an approval) for one channel, until it is sent.
+
+    Written in the same transaction as its event, sent later by the leader's scheduler, so a
+    restart loses nothing and a slow channel never delays a request. `channel` is a hash of
+    the Apprise URL: the URL holds secrets and is never stored. `key` names the incident (one
+    server's health, one action's approval): messages with the same key fold into one, and a
+    key stays quiet for `HOMELAB_NOTIFY_COOLDOWN` after a message.
+    """
+
+    id = pw.BigAutoField()
+    channel = pw.CharField(max_length=16)
+    scheme = pw.CharField(max_length=32)  # the URL's scheme: the only part /metrics shows
+    kind = pw.CharField(max_length=16)
+    key = pw.CharField(max_length=200)
+    event_type = pw.CharField(max_length=50)
+    severity = pw.CharField(max_length=8)
+    server_id = pw.CharField(max_length=100, null=True)
+    state = pw.CharField(max_length=50, null=True)  # the health or status it reports, if any
+    message = pw.TextField()
+    link = pw.TextField(null=True)  # the console page to open
+    status = pw.CharField(max_length=16, default=NotificationStatus.PENDING)
+    created_at = pw.DateTimeField(default=utcnow)
+    next_attempt_at = pw.DateTimeField(default=utcnow)
+    attempts = pw.IntegerField(default=0)
+    claimed_by = pw.CharField(max_length=100, null=True)
+    claimed_until = pw.DateTimeField(null=True)
+    last_attempt_at = pw.DateTimeField(null=True)
+    last_error = pw.TextField(null=True)  # redacted: never a URL's secret
+    sent_at = pw.DateTimeField(null=True)
+
+    class Meta:
+        indexes = (
+            (("status", "next_attempt_at"), False),
+            (("channel", "key", "id"), False),
+            (("last_attempt_at",), False),
+            (("created_at",), False),
+        )
+
+
+class NotificationTally(BaseModel):
+    """Messages sent and attempts failed per channel scheme, for `/metrics` in every process."""
+
+    scheme = pw.CharField(primary_key=True, max_length=32)
+    sent = pw.BigIntegerField(default=0)
+    failed = pw.BigIntegerField(default=0)
+
+
 ALL_MODELS = [
     Server,
     MetricsSample,
@@ -429,4 +497,6 @@ ALL_MODELS = [
     Alert,
     RateLimitHit,
     ServerUpdate,
+    Notification,
+    NotificationTally,
 ]

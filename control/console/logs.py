@@ -12,6 +12,7 @@ from control.fleet import costs
 from control.fleet import events as event_log
 from control.fleet.events import EventType
 from control.models import EventSeverity
+from control.notify.overview import overview as notification_overview
 from control.remediation import audit as audit_log
 from control.remediation.audit import AuditResult, AuditSource
 
@@ -20,7 +21,8 @@ PAGE = 50
 
 @bp.get("/events")
 def events():
-    """Events newest first, filtered by severity (this bad or worse), type and server."""
+    """Events newest first, filtered by severity (this bad or worse), type and server; below
+    them, the notification channels (redacted) and their last failures."""
     filters = {
         "severity": query.choice(request.args, "severity", EventSeverity),
         "type": query.choice(request.args, "type", EventType),
@@ -42,6 +44,7 @@ def events():
         types=sorted(EventType),
         offset=offset,
         page_size=PAGE,
+        notifications=notification_overview(context.current().settings),
         active="events",
         refresh=30,
     )

@@ -16,6 +16,7 @@ from control.bounds import PAGE_LIMIT_DEFAULT
 from control.db import write_transaction
 from control.errors import NotFound
 from control.models import Event, EventSeverity, Server, utcnow
+from control.notify.routing import router as notify_router
 from control.queries import filtered, page
 
 log = logging.getLogger("control.fleet.events")
@@ -72,13 +73,16 @@ def record(
     severity: str | None = None,
     created_at: dt.datetime | None = None,
 ) -> Event:
-    """Append one event (inside the caller's transaction, if any) and log it as one line."""
+    """Append one event (inside the caller's transaction, if any) and log it as one line.
+
+    Its notifications, if any channel wants it, are queued in the same transaction.
+    """
     severity = severity_of(event_type, severity)
     log.info(message, extra={"event": event_type, "server_id": server_id, "severity": severity})
     # A savepoint inside the caller's transaction; on its own, a write that queues on SQLite's
     # in-process writer lock like every other write (see control.db).
     with write_transaction():
-        return Event.create(
+        event = Event.create(
             type=event_type,
             severity=severity,
             created_at=created_at or utcnow(),
@@ -86,10 +90,24 @@ def record(
             server_id=server_id,
             details=json.dumps(details, sort_keys=True) if details else None,
         )
+        notify_router.enqueue(
+            [
+                {
+                    "type": event_type,
+                    "severity": severity,
+                    "server_id": server_id,
+                    "message": message,
+                    "details": details,
+                    "created_at": event.created_at,
+                }
+            ]
+        )
+        return event
 
 
 def record_many(rows: list[dict[str, Any]]) -> None:
-    """Append several events in one INSERT (used by the offline sweep)."""
+    """Append several events in one INSERT (used by the offline sweep), and queue their
+    notifications in the same transaction."""
     if not rows:
         return
     for row in rows:
@@ -102,9 +120,11 @@ def record_many(rows: list[dict[str, Any]]) -> None:
                 "severity": row["severity"],
             },
         )
-        if row.get("details") is not None:
-            row["details"] = json.dumps(row["details"], sort_keys=True)
     with write_transaction():
+        notify_router.enqueue(rows)  # while `details` are still dicts
+        for row in rows:
+            if row.get("details") is not None:
+                row["details"] = json.dumps(row["details"], sort_keys=True)
         Event.insert_many(rows).execute()
 
 

@@ -63,10 +63,19 @@ V8_SERVER_COLUMNS = (
 )  # fmt: skip
 
 
+def _drop_version_9_schema() -> None:
+    """Take a current database back to the version-8 shape: no notification outbox."""
+    from control.models import Notification, NotificationTally
+
+    db.drop_tables([Notification, NotificationTally])
+    SchemaVersion.update(version=8).execute()
+
+
 def _drop_version_8_schema() -> None:
     """Take a current database back to the version-7 shape: no device health."""
     from control.models import ServerUpdate
 
+    _drop_version_9_schema()
     db.execute_sql('DROP INDEX "server_health"')
     db.execute_sql('DROP INDEX "event_severity_id"')
     for column in V8_SERVER_COLUMNS:
@@ -119,7 +128,7 @@ def test_version_2_database_gains_tags_and_the_alert_table(app):
     _drop_version_3_schema()
     assert "tags" not in {column.name for column in db.get_columns("server")}
 
-    assert migrations.migrate() == migrations.LATEST_VERSION == 8
+    assert migrations.migrate() == migrations.LATEST_VERSION == 9
     assert "tags" in {column.name for column in db.get_columns("server")}
     old = Server.get_by_id("old")
     assert (old.tags, old.is_paused) == (None, True)
@@ -206,7 +215,7 @@ def test_version_5_database_gains_the_rate_limit_table_keeping_its_data(app):
     _drop_version_6_schema()
     assert "rate_limit_hit" not in db.get_tables()
 
-    assert migrations.migrate() == migrations.LATEST_VERSION == 8
+    assert migrations.migrate() == migrations.LATEST_VERSION == 9
     assert "rate_limit_hit" in db.get_tables()
     indexes = {tuple(index.columns) for index in db.get_indexes("rate_limit_hit")}
     assert ("bucket", "key_name", "hit_at") in indexes
@@ -239,3 +248,25 @@ def test_version_7_servers_gain_device_health_keeping_their_data(app):
     assert Event.get().severity == "info"
     assert ServerUpdate.select().count() == 0
     assert "server_health" in {index.name for index in db.get_indexes("server")}
+
+
+def test_version_8_database_gains_the_notification_outbox_keeping_its_data(app):
+    from control.models import Event, Notification, NotificationTally
+
+    Server.create(id="up", hostname="up", status="online", health="degraded")
+    Event.create(type="health_changed", severity="warning", message="m")
+    _drop_version_9_schema()
+    assert "notification" not in db.get_tables()
+
+    assert migrations.migrate() == migrations.LATEST_VERSION == 9
+    assert {"notification", "notification_tally"} <= set(db.get_tables())
+    indexes = {tuple(index.columns) for index in db.get_indexes("notification")}
+    assert ("status", "next_attempt_at") in indexes and ("channel", "key", "id") in indexes
+    assert Server.get_by_id("up").health == "degraded"
+    assert Event.get().severity == "warning"
+    row = Notification.create(
+        channel="0123456789abcdef", scheme="json", kind="alert", key="server:up",
+        event_type="health_changed", severity="warning", message="m",
+    )  # fmt: skip
+    assert (row.status, row.attempts) == ("pending", 0)
+    assert NotificationTally.select().count() == 0
