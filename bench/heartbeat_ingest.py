@@ -6,6 +6,13 @@ os_info for ~1000 distinct server ids, for T seconds. The same load then hits a 
 that returns the same JSON under waitress with the same thread count, in a separate process,
 so the ratio is what control's validation, auth and database write cost per heartbeat.
 
+Each control server is also measured with seed 002's full heartbeat (`payloads.DEVICE_HEALTH`:
+temperature, 20 containers, 5 services, packages, commit hash; target `<db>+dh`) from another
+~1000 server ids, in the same run and the same server process, the two payloads alternating;
+the report gives control's CPU per heartbeat of each and their ratio (target <= 1.10).
+`--profile` runs both payloads in-process instead (Flask's test client, no HTTP): time per
+heartbeat of each, then cProfile's top functions of each.
+
 Control runs with enrollment on, as in production: before the measured window every server id
 enrolls once (one heartbeat each with the shared bootstrap key, `HOMELAB_AGENT_KEY`), and each
 later heartbeat authenticates with the key bound to its server, as a real agent's does; the
@@ -18,6 +25,7 @@ load generator's own CPU share is printed beside every row).
 
     .venv/bin/python bench/heartbeat_ingest.py [--duration 10] [--connections 16] [--threads 8]
         [--databases sqlite,postgres] [--runs 2] [--client auto|wrk|python] [--smoke]
+    .venv/bin/python bench/heartbeat_ingest.py --profile [--heartbeats 2000]
 
 Exit status 1 when any heartbeat was not answered 200.
 
@@ -46,7 +54,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from payloads import heartbeat_body  # the script's own directory, bench/, is on sys.path
+# The script's own directory, bench/, is on sys.path.
+from payloads import CONTAINERS_RUNNING, DEVICE_HEALTH, heartbeat_body
 
 from tests.helpers import free_port
 from tests.live import LiveControl
@@ -57,10 +66,13 @@ PATH = "/api/v1/agents/heartbeat"
 AGENT_KEY = "bench-agent-key"
 RESPONSE = {"status": "ok", "server_registered": False, "pending_commands": []}
 GOALS = {"rate": 1000.0, "p99_ms": 50.0, "ratio": 0.5}
+# Control's CPU per seed-002 heartbeat over its CPU per seed-001 heartbeat.
+DEVICE_HEALTH_GOAL = 1.10
 
 LUA = r"""
 local servers = %(servers)d
--- keys[i + 1] is the key bound to server bench-<i>
+local first = %(first)d
+-- keys[i + 1] is the key bound to server bench-<first + i>
 local keys = {
 %(keys)s
 }
@@ -74,7 +86,7 @@ local template = '{"server_id":"%%s","hostname":"%%s.lan","timestamp":"%%s",'
   .. '"metrics":{"cpu_percent":%%.1f,"memory_percent":%%.1f,"memory_total_mb":16384,'
   .. '"memory_used_mb":%%d,"disk_percent":61.0,"disk_total_gb":500.0,"disk_used_gb":305.0,'
   .. '"network_rx_bytes":%%d,"network_tx_bytes":%%d,"load_1m":0.5,"load_5m":0.7,'
-  .. '"load_15m":0.9,"uptime_seconds":%%d}}'
+  .. '"load_15m":0.9,"uptime_seconds":%%d%(metrics_extra)s}%(body_extra)s}'
 
 function setup(thread)
   thread:set("offset", n)
@@ -84,10 +96,11 @@ end
 function request()
   counter = counter + 1
   local index = (counter * %(wrk_threads)d + offset) %% servers
-  local id = string.format("bench-%%04d", index)
+  local id = string.format("bench-%%04d", first + index)
+  -- The last value fills the seed-002 template's temperature (40.0-59.9, as payloads.py).
   local body = string.format(template, id, id, os.date("!%%Y-%%m-%%dT%%H:%%M:%%SZ"),
     math.random() * 100, math.random() * 100, math.random(1000, 16000),
-    counter * 1500, counter * 900, 86400 + counter)
+    counter * 1500, counter * 900, 86400 + counter, 40 + (counter %% 200) / 10)
   return wrk.format("POST", "%(path)s",
     {["Content-Type"] = "application/json", ["X-API-Key"] = keys[index + 1]}, body)
 end
@@ -114,11 +127,17 @@ class Result:
     p99_ms: float
     server_cpu: float  # fraction of one core the server used
     client_cpu: float  # fraction of one core the load generator used
+    run: int = 0  # which of the `--runs` rounds
 
     @property
     def rate(self) -> float:
         """Successful heartbeats per second."""
         return (self.requests - self.failures) / self.seconds
+
+    @property
+    def cpu_us(self) -> float:
+        """The server's CPU time per successful heartbeat, in µs."""
+        return self.server_cpu * self.seconds / max(1, self.requests - self.failures) * 1e6
 
 
 # --- the baseline server -------------------------------------------------------------------
@@ -200,17 +219,49 @@ def server_id(index: int) -> str:
     return f"bench-{index:04d}"
 
 
-def run_wrk(url: str, keys: list[str], connections: int, seconds: float) -> dict:
-    """Drive `url` with wrk for `seconds`; the Lua `done` hook prints the figures as JSON.
+@dataclass(frozen=True)
+class Load:
+    """Who sends what: server `first + i` heartbeats with `keys[i]`; seed 002's body or 001's."""
 
-    `keys[i]` is the key sent with server i's heartbeats; there is one server id per key.
-    """
+    keys: list[str]
+    first: int = 0
+    device_health: bool = False
+
+
+def _lua_string_text(text: str) -> str:
+    """`text` as it may stand inside the Lua script's single-quoted `string.format` template."""
+    return text.replace("\\", "\\\\").replace("'", "\\'").replace("%", "%%")
+
+
+def lua_template_extras(device_health: bool) -> dict[str, str]:
+    """The seed-002 parts of the Lua template: extra metrics (the temperature a `%.1f`) and
+    the fields beside `metrics`, from payloads.py so both load generators send the same."""
+    if not device_health:
+        return {"metrics_extra": "", "body_extra": ""}
+    fields = json.dumps(DEVICE_HEALTH, separators=(",", ":"))[1:-1]
+    return {
+        "metrics_extra": ',"temperature":%.1f,'
+        f'"containers_running":{CONTAINERS_RUNNING},"containers_failed":0',
+        "body_extra": "," + _lua_string_text(fields),
+    }
+
+
+def run_wrk(url: str, load: Load, connections: int, seconds: float) -> dict:
+    """Drive `url` with wrk for `seconds`; the Lua `done` hook prints the figures as JSON."""
     wrk_threads = min(2, connections)
     # A Lua table literal, one key a line (json.dumps quotes them as Lua does).
-    table = ",\n".join(json.dumps(key) for key in keys)
+    table = ",\n".join(json.dumps(key) for key in load.keys)
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(
-            LUA % {"servers": len(keys), "keys": table, "path": PATH, "wrk_threads": wrk_threads}
+            LUA
+            % {
+                "servers": len(load.keys),
+                "first": load.first,
+                "keys": table,
+                "path": PATH,
+                "wrk_threads": wrk_threads,
+                **lua_template_extras(load.device_health),
+            }
         )
     try:
         output = subprocess.run(
@@ -242,7 +293,7 @@ def run_wrk(url: str, keys: list[str], connections: int, seconds: float) -> dict
     }
 
 
-def _python_worker(url, keys, connections, seconds, process_index, queue):
+def _python_worker(url, load, connections, seconds, process_index, queue):
     """One load process: `connections` threads, each one keep-alive connection, closed loop."""
     import http.client
     from urllib.parse import urlparse
@@ -260,10 +311,10 @@ def _python_worker(url, keys, connections, seconds, process_index, queue):
         counter = thread_index
         while time.perf_counter() < deadline:
             counter += 1
-            index = (counter * 97 + process_index) % len(keys)
-            body = heartbeat_body(server_id(index), counter)
+            index = (counter * 97 + process_index) % len(load.keys)
+            body = heartbeat_body(server_id(load.first + index), counter, load.device_health)
             # Each server's heartbeats carry its own bound key, as its agent's would.
-            headers = {"Content-Type": "application/json", "X-API-Key": keys[index]}
+            headers = {"Content-Type": "application/json", "X-API-Key": load.keys[index]}
             started = time.perf_counter()
             try:
                 conn.request("POST", PATH, body, headers)
@@ -287,18 +338,15 @@ def _python_worker(url, keys, connections, seconds, process_index, queue):
     queue.put((latencies, failures[0]))
 
 
-def run_python(url: str, keys: list[str], connections: int, seconds: float) -> dict:
-    """Drive `url` from two Python processes (one per core) when wrk is not installed.
-
-    `keys[i]` is the key sent with server i's heartbeats; there is one server id per key.
-    """
+def run_python(url: str, load: Load, connections: int, seconds: float) -> dict:
+    """Drive `url` from two Python processes (one per core) when wrk is not installed."""
     processes = min(2, connections)
     queue: multiprocessing.Queue = multiprocessing.Queue()
     started = time.perf_counter()
     workers = [
         multiprocessing.Process(
             target=_python_worker,
-            args=(url, keys, connections // processes, seconds, i, queue),
+            args=(url, load, connections // processes, seconds, i, queue),
         )
         for i in range(processes)
     ]
@@ -323,15 +371,15 @@ def run_python(url: str, keys: list[str], connections: int, seconds: float) -> d
     }
 
 
-def measure(name: str, url: str, pid: int, args, keys: list[str]) -> Result:
-    """Warm up, then one measured run with CPU accounting; `keys[i]` is server i's key."""
-    load = run_wrk if args.client == "wrk" else run_python
-    load(url, keys, args.connections, args.warmup)
+def measure(name: str, url: str, pid: int, args, load: Load, run: int = 0) -> Result:
+    """Warm up, then one measured run with CPU accounting."""
+    drive = run_wrk if args.client == "wrk" else run_python
+    drive(url, load, args.connections, args.warmup)
     server_before, client_before = cpu_seconds(pid), children_cpu()
-    figures = load(url, keys, args.connections, args.duration)
+    figures = drive(url, load, args.connections, args.duration)
     server_cpu = (cpu_seconds(pid) - server_before) / figures["seconds"]
     client_cpu = (children_cpu() - client_before) / figures["seconds"]
-    return Result(target=name, server_cpu=server_cpu, client_cpu=client_cpu, **figures)
+    return Result(target=name, server_cpu=server_cpu, client_cpu=client_cpu, run=run, **figures)
 
 
 def heartbeats_counted(url: str) -> int:
@@ -344,8 +392,10 @@ def heartbeats_counted(url: str) -> int:
     return 0
 
 
-def enroll(url: str, servers: int, connections: int = 4) -> list[str]:
-    """Enroll servers 0..servers-1 as new agents do; return the key bound to each, in order.
+def enroll(
+    url: str, servers: int, first: int = 0, device_health: bool = False, connections: int = 4
+) -> Load:
+    """Enroll servers first..first+servers-1 as new agents do, with the body they will send.
 
     One heartbeat per server with the shared bootstrap key; control answers each with
     `agent_key`, the only key that may speak for that server from then on. A setup phase,
@@ -359,28 +409,32 @@ def enroll(url: str, servers: int, connections: int = 4) -> list[str]:
     headers = {"Content-Type": "application/json", "X-API-Key": AGENT_KEY}
     keys = [""] * servers
 
-    def enroll_every_nth(first: int) -> None:
+    def enroll_every_nth(start: int) -> None:
         conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
         try:
-            for index in range(first, servers, connections):
-                conn.request("POST", PATH, heartbeat_body(server_id(index), 0), headers)
+            for index in range(start, servers, connections):
+                name = server_id(first + index)
+                conn.request("POST", PATH, heartbeat_body(name, 0, device_health), headers)
                 answer = conn.getresponse()
                 body = answer.read()
                 if answer.status != 200 or b"agent_key" not in body:
-                    raise RuntimeError(
-                        f"enrolling {server_id(index)}: HTTP {answer.status} {body.decode()}"
-                    )
+                    raise RuntimeError(f"enrolling {name}: HTTP {answer.status} {body.decode()}")
                 keys[index] = json.loads(body)["agent_key"]
         finally:
             conn.close()
 
     with ThreadPoolExecutor(connections) as pool:
         list(pool.map(enroll_every_nth, range(connections)))  # list(): re-raise any failure
-    return keys
+    return Load(keys, first, device_health)
 
 
-def run_control(database_url: str, name: str, args) -> Result:
-    """Measure `homelab-control serve` on `database_url` (a fresh data dir)."""
+def run_control(database_url: str, name: str, args, run: int = 0) -> list[Result]:
+    """Measure `homelab-control serve` on `database_url` (a fresh data dir) with both payloads.
+
+    Seed-001 agents (servers 0..N-1, target `name`) and seed-002 agents (N..2N-1, target
+    `name+dh`) take turns on the same server process; which goes first alternates by `run`,
+    so drift during a run hits both alike.
+    """
     with tempfile.TemporaryDirectory(prefix="bench-hb-") as data_dir:
         live = LiveControl(
             Path(data_dir),
@@ -389,27 +443,36 @@ def run_control(database_url: str, name: str, args) -> Result:
             # The bench is a load test of `--servers` new boxes arriving at once, all enrolled
             # with one shared key within seconds: far past the default of 60 per key and hour,
             # which is there to stop a leaked key from adding boxes without bound.
-            enroll_rate=max(60, args.servers),
+            enroll_rate=max(60, 2 * args.servers),
             log_level="WARNING",
         )
         live.start("--threads", str(args.threads))
         try:
             began = time.perf_counter()
-            keys = enroll(live.url, args.servers)
+            seed1 = enroll(live.url, args.servers)
+            seed2 = enroll(live.url, args.servers, first=args.servers, device_health=True)
             print(
-                f"{name}: enrolled {len(keys)} of {args.servers} servers in "
+                f"{name}: enrolled {len(seed1.keys)} of {args.servers} servers (seed 001) and "
+                f"{len(seed2.keys)} of {args.servers} (seed 002) in "
                 f"{time.perf_counter() - began:.1f} s (setup, not measured); each heartbeat "
                 "then sends its server's bound key"
             )
-            result = measure(name, live.url, live.process.pid, args, keys)
-            stored = heartbeats_counted(live.url)
+            before = heartbeats_counted(live.url)
+            turns = [(name, seed1), (f"{name}+dh", seed2)]
+            if run % 2:
+                turns.reverse()
+            results = [
+                measure(target, live.url, live.process.pid, args, load, run)
+                for target, load in turns
+            ]
+            stored = heartbeats_counted(live.url) - before
         finally:
             live.stop()
-        # Every answered 200 must have been stored (more may be: requests wrk cut off).
-        answered = result.requests - result.failures
+        # Every answered 200 must have been stored (more may be: warm-ups, requests wrk cut off).
+        answered = sum(r.requests - r.failures for r in results)
         if stored < answered:
             print(f"WARNING {name}: {answered} answered 200 but only {stored} stored")
-    return result
+    return results
 
 
 def print_table(results: list[Result], args) -> None:
@@ -441,6 +504,31 @@ def print_table(results: list[Result], args) -> None:
             else "MISSES GOAL"
         )
         print(f"{target:<12} {rate:>12.0f} {rate / base:>7.2f}  p99 {p99:.1f} ms  {verdict}")
+    print_device_health_cost(results)
+
+
+def print_device_health_cost(results: list[Result]) -> None:
+    """Control's CPU per heartbeat with seed 002's payload against seed 001's, per database."""
+    print(
+        f"\nseed-002 payload (20 containers, 5 services, packages, commit) / seed-001 payload: "
+        f"control CPU per heartbeat, target ratio <= {DEVICE_HEALTH_GOAL:.2f}"
+    )
+    print(f"{'database':<12} {'seed-001 µs':>12} {'seed-002 µs':>12} {'ratio':>7}  per run")
+    for target in dict.fromkeys(r.target for r in results if "+" not in r.target):
+        if target == "baseline":
+            continue
+        old = {r.run: r.cpu_us for r in results if r.target == target}
+        new = {r.run: r.cpu_us for r in results if r.target == f"{target}+dh"}
+        per_run = [new[run] / old[run] for run in sorted(old) if run in new]
+        if not per_run:
+            continue
+        ratio = statistics.median(per_run)
+        verdict = "ok" if ratio <= DEVICE_HEALTH_GOAL else "MISSES GOAL"
+        runs = ", ".join(f"{value:.2f}" for value in per_run)
+        print(
+            f"{target:<12} {statistics.median(old.values()):>12.0f} "
+            f"{statistics.median(new.values()):>12.0f} {ratio:>7.2f}  ({runs})  {verdict}"
+        )
 
 
 def main() -> int:
@@ -454,11 +542,19 @@ def main() -> int:
     parser.add_argument("--databases", default="sqlite,postgres", help="comma-separated")
     parser.add_argument("--client", choices=["auto", "wrk", "python"], default="auto")
     parser.add_argument("--smoke", action="store_true", help="a few seconds, SQLite only")
+    parser.add_argument(
+        "--profile", action="store_true", help="in-process: time and cProfile both payloads"
+    )
+    parser.add_argument("--heartbeats", type=int, default=2000, help="per payload (--profile)")
     parser.add_argument("--serve-baseline", nargs=2, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_baseline:
         serve_baseline(*args.serve_baseline)
         return 0
+    if args.profile:
+        from profile_ingest import profile_payloads  # bench/, beside this script
+
+        return profile_payloads(args.servers, args.heartbeats, args.runs)
     if args.smoke:
         args.duration, args.warmup, args.runs, args.databases = 1, 0.5, 1, "sqlite"
         args.servers, args.connections = 50, 4
@@ -476,17 +572,19 @@ def main() -> int:
             cluster.start()
     results: list[Result] = []
     # The baseline checks no key, but gets requests of the same size as control's.
-    baseline_keys = [f"hlc_{secrets.token_urlsafe(32)}" for _ in range(args.servers)]
+    baseline_load = Load([f"hlc_{secrets.token_urlsafe(32)}" for _ in range(args.servers)])
     try:
         with Baseline(args.threads) as baseline:
-            for _ in range(args.runs):
+            for run in range(args.runs):
                 # Interleave targets so drift on a shared machine hits all alike.
                 results.append(
-                    measure("baseline", baseline.url, baseline.process.pid, args, baseline_keys)
+                    measure(
+                        "baseline", baseline.url, baseline.process.pid, args, baseline_load, run
+                    )
                 )
                 for name in databases:
                     url = cluster.url if name == "postgres" else ""
-                    results.append(run_control(url, name, args))
+                    results.extend(run_control(url, name, args, run))
                     if cluster and name == "postgres":
                         cluster.truncate_all()
     finally:

@@ -1,4 +1,5 @@
-"""APScheduler jobs: offline detection and retention, run only by the lease holder."""
+"""APScheduler jobs: offline detection (with post-update health checks) and retention, run only
+by the lease holder."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from control import leader
 from control.config import Settings
 from control.db import db
-from control.fleet import offline, retention
+from control.fleet import offline, retention, updates
 from control.models import utcnow
+from control.notify.sender import SEND_INTERVAL, Sender
 from control.remediation import actions
 from control.remediation.dispatcher import Dispatcher
 from control.remediation.runner import Remediation
@@ -34,6 +36,7 @@ class ControlScheduler:
         self.dispatcher = Dispatcher(
             self.remediation, self.holder, settings.dispatch_workers, is_leader=self.is_leader
         )
+        self.notifications = Sender(settings, self.holder)  # sends the outbox, when leader
         self._leader_until = 0.0  # monotonic deadline of the lease we last took
         # When this scheduler's current, unbroken term as leader began (wall clock, naive UTC),
         # and the monotonic instant its last lease really expires (no safety margin).
@@ -47,13 +50,16 @@ class ControlScheduler:
     def jobs(self) -> dict[str, tuple[Callable[[], object], int]]:
         """Job name → (function, interval in seconds)."""
         s = self.settings
-        return {
+        jobs: dict[str, tuple[Callable[[], object], int]] = {
             "offline_check": (self.offline_check, s.offline_check_interval),
             "retention": (
                 lambda: _nonzero(retention.prune_history(s.metrics_retention_days)),
                 RETENTION_INTERVAL,
             ),
         }
+        if self.notifications.channels:  # without a channel, nothing is ever queued
+            jobs["notify"] = (self.notifications.run_once, SEND_INTERVAL)
+        return jobs
 
     @property
     def leader_since(self) -> dt.datetime | None:
@@ -68,7 +74,25 @@ class ControlScheduler:
         the earliest (`mark_offline(since=...)`), so servers unheard during the outage are not
         all marked offline by the first tick.
         """
-        return offline.mark_offline(self.settings.offline_after, now=now, since=self._leader_since)
+        gone = offline.mark_offline(self.settings.offline_after, now=now, since=self._leader_since)
+        self.check_updates(now)
+        return gone
+
+    def check_updates(self, now: dt.datetime | None = None) -> list[int]:
+        """The offline tick's second step: settle the post-update health checks that are due.
+
+        After the sweep, so a box that went silent since its update fails as offline. Not
+        within the grace after taking over: until offline detection has run a full
+        `offline_after`, a server's stored health may be from before control's outage.
+        """
+        now = now or utcnow()
+        since = self._leader_since
+        if since is not None and now - since < dt.timedelta(seconds=self.settings.offline_after):
+            return []
+        settled = updates.check_due_updates(now)
+        if settled:
+            log.info("post-update health checks settled: %s", settled)
+        return settled
 
     def run_job(self, name: str, func: Callable[[], object]) -> bool:
         """Run one job if this process holds the lease; returns whether it ran."""

@@ -125,3 +125,32 @@ def api_operations(client) -> list[tuple[str, str]]:
         for method in methods
         if method in {"get", "post", "put", "delete", "patch"}
     ]
+
+
+def heartbeat(server_id: str = "pi-1", **fields) -> dict:
+    """A minimal valid heartbeat body for `server_id`, plus `fields` (seed 001's three keys)."""
+    return {
+        "server_id": server_id,
+        "hostname": f"{server_id}.lan",
+        "timestamp": "2026-01-18T10:30:00Z",
+        **fields,
+    }
+
+
+def container(name: str = "web", state: str = "running", **fields) -> dict:
+    """One item of a heartbeat's `containers` (seed 002's wire contract, all six keys)."""
+    return {
+        "name": name,
+        "image": "nginx:1.27",
+        "state": state,
+        "health": None,
+        "exit_code": None,
+        "restart_count": 0,
+        **fields,
+    }
+
+
+def service(name: str = "nginx.service", active_state: str = "active", **fields) -> dict:
+    """One item of a heartbeat's `services` (a watched systemd unit)."""
+    sub_state = {"active": "running", "failed": "failed"}.get(active_state, "dead")
+    return {"name": name, "active_state": active_state, "sub_state": sub_state, **fields}

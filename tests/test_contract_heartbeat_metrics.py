@@ -2,8 +2,11 @@
 
 The agent (`exporter_agent`) and control (`control`) never import each other, so nothing else
 ties the names together; control's heartbeat schema even drops unknown keys silently (a newer
-agent may send more). Both sides are checked against one pinned list here, so renaming a
-field on either side alone fails this test; rename it on both sides and here together.
+agent may send more). Both sides are checked against pinned lists here, so renaming a field
+on either side alone fails this test; rename it on both sides and here together.
+
+Two lists: seed 001's metrics, always sent (null when their source fails), and seed 002's
+device-health metrics, sent only when the box has their source (a sensor, a container engine).
 """
 
 from __future__ import annotations
@@ -14,10 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from control.api.agents import MetricsSchema
+from control.api.agents import HeartbeatSchema, MetricsSchema
 from control.models import METRIC_FIELDS
-from exporter_agent.heartbeat_metrics import Summary
+from exporter_agent.device_health import DeviceHealth
+from exporter_agent.heartbeat import DEVICE_METRICS, build_payload
+from exporter_agent.heartbeat_metrics import Summary, os_info
 from tests.helpers import HEARTBEAT_METRIC_FIELDS
+
+DEVICE_METRIC_FIELDS = ("temperature", "containers_running", "containers_failed")
+ALL_METRIC_FIELDS = HEARTBEAT_METRIC_FIELDS + DEVICE_METRIC_FIELDS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -71,17 +79,45 @@ def agent_metrics():
     return Summary(RecordedPsutil(), clock=lambda: NOW).metrics()
 
 
-def test_pinned_list_has_no_duplicates():
-    assert len(set(HEARTBEAT_METRIC_FIELDS)) == len(HEARTBEAT_METRIC_FIELDS)
+@pytest.fixture
+def device_health():
+    """Every device-health source of a Pi running containers, as the agent reads them."""
+    return DeviceHealth(
+        thermometers={"thermal_zone": lambda: [61.234]},
+        containers=lambda: [
+            {"name": "web", "image": "nginx:1.27", "state": "running", "health": "healthy",
+             "exit_code": 0, "restart_count": 0},
+            {"name": "db", "image": "postgres:16", "state": "exited", "health": None,
+             "exit_code": 1, "restart_count": None},
+        ],
+        services=lambda: [
+            {"name": "nginx.service", "active_state": "active", "sub_state": "running"}
+        ],
+        packages=lambda: {"upgradable": 7, "security": 2, "reboot_required": True},
+        commit=lambda: "1a2b3c4",
+    )  # fmt: skip
+
+
+def test_pinned_lists_have_no_duplicates():
+    assert len(set(ALL_METRIC_FIELDS)) == len(ALL_METRIC_FIELDS)
 
 
 def test_control_stores_exactly_the_pinned_fields():
-    assert sorted(METRIC_FIELDS) == sorted(HEARTBEAT_METRIC_FIELDS)
+    assert sorted(METRIC_FIELDS) == sorted(ALL_METRIC_FIELDS)
     assert len(METRIC_FIELDS) == len(set(METRIC_FIELDS))
 
 
 def test_control_heartbeat_schema_accepts_exactly_the_pinned_fields():
-    assert sorted(MetricsSchema().fields) == sorted(HEARTBEAT_METRIC_FIELDS)
+    assert sorted(MetricsSchema().fields) == sorted(ALL_METRIC_FIELDS)
+
+
+def test_the_agent_puts_exactly_the_pinned_device_metrics_into_metrics(device_health):
+    assert sorted(DEVICE_METRICS) == sorted(DEVICE_METRIC_FIELDS)
+    metrics = build_payload(
+        server_id="pi-1", hostname="pi-1", now=NOW, os_info={}, metrics={},
+        agent_version="1", metrics_port=9100, device=device_health.read(),
+    )["metrics"]  # fmt: skip
+    assert sorted(metrics) == sorted(DEVICE_METRIC_FIELDS)
 
 
 def test_agent_emits_every_pinned_field_with_a_value(agent_metrics):
@@ -90,10 +126,23 @@ def test_agent_emits_every_pinned_field_with_a_value(agent_metrics):
     assert not missing, f"the agent sends these as null for a box that has them: {missing}"
 
 
-def test_control_keeps_every_value_the_agent_sends(agent_metrics):
-    """Nothing the agent sends is dropped as unknown by control's schema (it EXCLUDEs those)."""
-    loaded = MetricsSchema().load(agent_metrics)
-    assert sorted(loaded) == sorted(agent_metrics)
+def test_control_keeps_every_value_the_agent_sends(agent_metrics, device_health):
+    """Nothing the agent sends is dropped as unknown by control's schema (it EXCLUDEs those),
+    and control accepts all of it: every device-health field, in and beside ``metrics``."""
+    payload = build_payload(
+        server_id="pi-1",
+        hostname="pi-1.lan",
+        now=NOW,
+        os_info=os_info(),
+        metrics=agent_metrics,
+        agent_version="1.2.3",
+        metrics_port=9100,
+        device=device_health.read(),
+    )
+    loaded = HeartbeatSchema().load(payload)
+    assert sorted(loaded) == sorted(payload)
+    assert sorted(loaded["metrics"]) == sorted(ALL_METRIC_FIELDS)
+    assert loaded["metrics"]["temperature"] == 61.2
 
 
 @pytest.mark.parametrize(

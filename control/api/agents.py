@@ -1,18 +1,32 @@
-"""`POST /api/v1/agents/heartbeat`: the agent's check-in (seed 001)."""
+"""`POST /api/v1/agents/heartbeat`: the agent's check-in (seed 001, device health of seed 002)."""
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
 import marshmallow as ma
+import msgspec
 from flask import request
 from flask.views import MethodView
 
 from control import context
 from control.api.auth import authenticate, require
 from control.api.base import Blueprint
-from control.api.fields import AgentClock, BigInt, Float, Hostname, ServerId, Text
+from control.api.fields import (
+    NO_NUL_PATTERN,
+    AgentClock,
+    BigInt,
+    Float,
+    Hostname,
+    ServerId,
+    Struct,
+    Text,
+    fullmatch,
+)
 from control.errors import Forbidden, RateLimited
 from control.fleet import enrollment
 from control.fleet.enrollment import EnrollmentPolicy
+from control.fleet.heartbeats import IngestRules
 
 blp = Blueprint(
     "agents",
@@ -63,6 +77,55 @@ class MetricsSchema(Lenient):
     )
 
 
+# The device-health parts of a heartbeat (the wire contract of seed 002), checked by msgspec:
+# a heartbeat may carry hundreds of containers, and marshmallow's per-field cost on nested
+# objects would dominate the request (see control.api.fields.Struct). msgspec matches patterns
+# with `re.search`, so they end in `\\Z`, not `$` (which would let a trailing newline through).
+CONTAINER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z"
+SERVICE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9@._:\\-]{0,255}\Z"
+SUB_STATE_PATTERN = r"^[a-z][a-z-]{0,31}\Z"
+COMMIT_HASH_PATTERN = r"^[0-9a-f]{7,40}$"
+NO_NUL = NO_NUL_PATTERN.removesuffix("$") + "\\Z"
+
+Count = Annotated[int, msgspec.Meta(ge=0, le=100000)]
+
+
+class Container(msgspec.Struct):
+    """One container of the box's engine; `health`, `exit_code`, `restart_count` null: unknown."""
+
+    name: Annotated[str, msgspec.Meta(pattern=CONTAINER_NAME_PATTERN)]
+    image: Annotated[str, msgspec.Meta(max_length=255, pattern=NO_NUL)]
+    state: Literal["created", "running", "paused", "restarting", "removing", "exited", "dead"]
+    health: Literal["starting", "healthy", "unhealthy"] | None = None
+    exit_code: Annotated[int, msgspec.Meta(ge=-1000, le=1000)] | None = None
+    restart_count: Annotated[int, msgspec.Meta(ge=0, le=1_000_000_000)] | None = None
+
+
+class Service(msgspec.Struct):
+    """One systemd unit the operator watches (`--collector.systemd.units`)."""
+
+    name: Annotated[str, msgspec.Meta(pattern=SERVICE_NAME_PATTERN)]
+    active_state: Literal[
+        "active",
+        "reloading",
+        "inactive",
+        "failed",
+        "activating",
+        "deactivating",
+        "maintenance",
+        "refreshing",
+    ]
+    sub_state: Annotated[str, msgspec.Meta(pattern=SUB_STATE_PATTERN)]
+
+
+class Packages(msgspec.Struct):
+    """The box's pending package upgrades, from the agent's background package check."""
+
+    upgradable: Count
+    security: Count
+    reboot_required: bool
+
+
 class HeartbeatSchema(Lenient):
     """Body of POST /agents/heartbeat."""
 
@@ -83,6 +146,24 @@ class HeartbeatSchema(Lenient):
     agent_version = Text(50, allow_none=True)
     metrics_port = ma.fields.Integer(
         allow_none=True, strict=True, validate=ma.validate.Range(1, 65535)
+    )
+    # Device health (seed 002); each omitted when the agent has no source for it, and null is
+    # read as omitted, like os_info and metrics: the server keeps what it last reported.
+    containers = Struct(
+        Annotated[list[Container], msgspec.Meta(max_length=500)],
+        allow_none=True,
+        metadata={"description": "The containers of the box's engine; [] means none."},
+    )
+    services = Struct(
+        Annotated[list[Service], msgspec.Meta(max_length=256)],
+        allow_none=True,
+        metadata={"description": "The systemd units the agent watches."},
+    )
+    packages = Struct(Packages, allow_none=True)
+    commit_hash = ma.fields.String(
+        allow_none=True,
+        validate=fullmatch(COMMIT_HASH_PATTERN, "A lowercase hex commit hash, 7-40 digits."),
+        metadata={"description": "The deployed commit of what the box runs."},
     )
 
 
@@ -116,7 +197,11 @@ class Heartbeat(MethodView):
         policy = EnrollmentPolicy(ctx.settings.enrollment, ctx.settings.enroll_rate)
         try:
             accepted = enrollment.accept_heartbeat(
-                beat, authenticate(), policy, remote_address=request.remote_addr
+                beat,
+                authenticate(),
+                policy,
+                remote_address=request.remote_addr,
+                rules=IngestRules.from_settings(ctx.settings),
             )
         except (Forbidden, RateLimited) as refused:
             # A box probing enrolled ids shows up here, not in the audit log (a flood of

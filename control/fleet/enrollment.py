@@ -24,7 +24,7 @@ from control.db import db, is_sqlite, write_transaction
 from control.errors import Forbidden, RateLimited
 from control.fleet import events
 from control.fleet.events import EventType
-from control.fleet.heartbeats import ingest_heartbeat
+from control.fleet.heartbeats import IngestRules, ingest_heartbeat
 from control.keys import Principal, generate_key, hash_key
 from control.models import ApiKey, ApiKeyScope, AuditEntry, Server, utcnow
 from control.queries import get_or_404
@@ -56,18 +56,20 @@ def accept_heartbeat(
     policy: EnrollmentPolicy,
     remote_address: str | None = None,
     now: dt.datetime | None = None,
+    rules: IngestRules | None = None,
 ) -> Accepted:
     """Store a heartbeat if `caller` may speak for its server, enrolling the server if due.
 
     Forbidden (nothing written) for a key bound to another server, for an unbound key when the
     server is already enrolled, or when enrollment is off; RateLimited when the unbound key
-    has enrolled `policy.per_hour` servers in the last hour.
+    has enrolled `policy.per_hour` servers in the last hour. `rules`: what ingest judges
+    health by (the defaults without).
     """
     server_id = beat["server_id"]
     if caller.scope != ApiKeyScope.AGENT or caller.server_id:
         if caller.server_id and caller.server_id != server_id:
             raise Forbidden(f"This agent key may only report for server '{caller.server_id}'")
-        return Accepted(ingest_heartbeat(beat, remote_address=remote_address, now=now))
+        return Accepted(ingest_heartbeat(beat, remote_address=remote_address, now=now, rules=rules))
     now = now or utcnow()
     # Checked before taking the write lock too: refusing a shared key for an enrolled server
     # (a hostile box probing) must not queue behind, or hold up, real writes.
@@ -87,7 +89,7 @@ def accept_heartbeat(
                 f"(HOMELAB_ENROLL_RATE={policy.per_hour}); try again later",
                 headers={"Retry-After": "60"},
             )
-        registered = ingest_heartbeat(beat, remote_address=remote_address, now=now)
+        registered = ingest_heartbeat(beat, remote_address=remote_address, now=now, rules=rules)
         key = _mint_bound_key(server_id, issued_by=caller.name, now=now)
         events.record(
             EventType.SERVER_ENROLLED,

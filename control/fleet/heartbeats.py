@@ -1,29 +1,36 @@
 """Heartbeat ingest: the agent's check-in, the hottest path in control.
 
-Registers a server seen for the first time, marks it online, keeps its OS facts and appends
-its metrics sample, in three prepared statements (see `_HeartbeatSql`).
+Registers a server seen for the first time, marks it online, keeps its OS facts and the latest
+device-health facts (containers, services, packages, commit), appends its metrics sample and
+judges its health, in three prepared statements (see `HeartbeatSql`). A change of health, or
+of a version (commit, agent, OS, kernel), is recorded in the same transaction.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import functools
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import peewee as pw
 
-from control.db import db, is_sqlite, write_transaction
-from control.fleet import events
+from control.db import db, write_transaction
+from control.fleet import events, health, updates
 from control.fleet.events import EventType
-from control.models import METRIC_FIELDS, MetricsSample, Server, ServerStatus, utcnow
+from control.fleet.health import Facts, Thresholds
+from control.fleet.heartbeat_sql import (
+    LATEST_JSON,
+    OS_FIELDS,
+    SAMPLE_FACTS,
+    HeartbeatSql,
+    Stored,
+    sql_for_bound_database,
+)
+from control.models import METRIC_FIELDS, MetricsSample, Server, ServerStatus, UpdateKind, utcnow
 
-OS_FIELDS = {
-    "distribution": "os_distribution",
-    "version": "os_version",
-    "kernel": "kernel_version",
-    "architecture": "architecture",
-}
+_encode = msgspec.json.Encoder().encode
 
 # A sample keeps the agent's own clock (`timestamp`) unless that clock is further than this
 # from control's: a box whose RTC reset to 1970 or 2000, or that claims the year 9999, says
@@ -41,6 +48,19 @@ def sample_time(agent_clock: dt.datetime | None, received: dt.datetime) -> dt.da
     if agent_clock is None or abs(agent_clock - received) > MAX_CLOCK_SKEW:
         return received
     return agent_clock
+
+
+@dataclass(frozen=True)
+class IngestRules:
+    """The settings ingest judges by: health thresholds, and when an update's check is due."""
+
+    limits: Thresholds = field(default_factory=Thresholds)
+    update_check_after: int = 300  # seconds
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> IngestRules:
+        """The rules configured in control's Settings (`HOMELAB_HEALTH_*`, `..._CHECK_AFTER`)."""
+        return cls(Thresholds.from_settings(settings), settings.update_check_after)
 
 
 def _register_from_heartbeat(
@@ -70,95 +90,38 @@ def _register_from_heartbeat(
     return True
 
 
-@dataclass(frozen=True)
-class _HeartbeatSql:
-    """The three statements of the heartbeat hot path, rendered once per database dialect.
-
-    Building each statement with peewee's query builder cost more CPU than running it (about
-    half of a heartbeat's time, profiled), so the hot path renders the SQL text once from the
-    models' own table and column names and then only binds parameters.
-    """
-
-    select_status: str
-    insert_sample: str
-    update_server: str
-
-
-@functools.lru_cache(maxsize=4)
-def _heartbeat_sql(param: str, quote: str, lock_row: bool) -> _HeartbeatSql:
-    """The hot-path SQL for a database using `param` placeholders and `quote` identifiers."""
-
-    def name(node: pw.Field[Any] | type[pw.Model]) -> str:
-        text = node._meta.table_name if isinstance(node, type) else node.column_name
-        return f"{quote[0]}{text}{quote[1]}"
-
-    sample_columns: list[pw.Field[Any]] = [
-        MetricsSample.server,
-        MetricsSample.timestamp,
-        MetricsSample.received_at,
-    ]
-    sample_columns += [getattr(MetricsSample, field) for field in METRIC_FIELDS]
-    keep_if_null = [getattr(Server, column) for column in OS_FIELDS.values()]
-    keep_if_null += [
-        Server.agent_version,
-        Server.metrics_port,
-        Server.last_seen_address,
-        Server.latest_sample_id,
-    ]
-    assignments = [f"{name(Server.hostname)} = {param}", f"{name(Server.status)} = {param}"]
-    last_seen = name(Server.last_seen)
-    # last_seen only moves forward, whatever order concurrent heartbeats commit in.
-    assignments.append(
-        f"{last_seen} = CASE WHEN {last_seen} IS NULL OR {last_seen} < {param} "
-        f"THEN {param} ELSE {last_seen} END"
-    )
-    # A value the heartbeat did not carry (NULL) keeps what the server row had.
-    assignments += [f"{name(c)} = COALESCE({param}, {name(c)})" for c in keep_if_null]
-    # Identifiers come from the models and every value is a bound parameter, so the string
-    # building below (ruff S608) carries no client input.
-    server, sample = name(Server), name(MetricsSample)
-    where_id = f"WHERE {name(Server.id)} = {param}"
-    lock = " FOR UPDATE" if lock_row else ""
-    columns = ", ".join(name(c) for c in sample_columns)
-    params = ", ".join([param] * len(sample_columns))
-    returning = f"RETURNING {name(MetricsSample.id)}"
-    select = f"SELECT {name(Server.status)} FROM {server} {where_id}{lock}"  # noqa: S608
-    insert = f"INSERT INTO {sample} ({columns}) VALUES ({params}) {returning}"  # noqa: S608
-    update = f"UPDATE {server} SET {', '.join(assignments)} {where_id}"  # noqa: S608
-    return _HeartbeatSql(select_status=select, insert_sample=insert, update_server=update)
-
-
-def _sql_for_bound_database() -> _HeartbeatSql:
-    database = db.obj
-    # SQLite needs no row lock: write_transaction() holds the database's only write lock.
-    return _heartbeat_sql(database.param, database.quote, not is_sqlite())
-
-
 def ingest_heartbeat(
-    beat: dict[str, Any], remote_address: str | None = None, now: dt.datetime | None = None
+    beat: dict[str, Any],
+    remote_address: str | None = None,
+    now: dt.datetime | None = None,
+    rules: IngestRules | None = None,
 ) -> bool:
-    """Store one heartbeat: register if new, mark online, keep OS info and metrics.
+    """Store one heartbeat: register if new, mark online, keep its facts, judge its health.
 
     Returns True when the heartbeat registered the server. `last_seen` is control's receive
-    time and only ever moves forward, whatever the agent's clock says. Three statements in
-    the usual case (read status, append the sample, update the server row).
+    time and only ever moves forward, whatever the agent's clock says. A field the heartbeat
+    omits keeps the stored value. Three statements in the usual case (read the server row,
+    append the sample, update the row); a change of health or of a version adds its records.
     """
     now = now or utcnow()
+    rules = rules or IngestRules()
     server_id = beat["server_id"]
-    sql = _sql_for_bound_database()
+    sql = sql_for_bound_database()
     # peewee's bundled stubs leave Field.db_value unannotated (here and below).
     stamp = Server.last_seen.db_value(now)  # type: ignore[no-untyped-call]
     os_info = beat.get("os_info") or {}
     metrics = beat.get("metrics")
     with write_transaction():
         # The row lock (PostgreSQL) or the write lock (SQLite) makes this read the truth until
-        # commit, so exactly one heartbeat sees the server offline and records its return.
-        row = db.execute_sql(sql.select_status, (server_id,)).fetchone()
+        # commit, so exactly one heartbeat sees the server offline and records its return, and
+        # one sees each change of health or version.
+        row = db.execute_sql(sql.select_server, (server_id,)).fetchone()
         registered = False
-        previous = row[0] if row else None
         if row is None:
             registered = _register_from_heartbeat(server_id, beat["hostname"], now, remote_address)
-            previous = ServerStatus.ONLINE  # we, or the request that beat us, registered it
+            # Ours, or that of the request that beat us to it.
+            row = db.execute_sql(sql.select_server, (server_id,)).fetchone()
+        stored = Stored._make(row)
         sample_id = None
         if metrics is not None:
             taken = sample_time(beat["timestamp"], now)
@@ -169,26 +132,93 @@ def ingest_heartbeat(
                 *(metrics.get(field) for field in METRIC_FIELDS),
             ]
             sample_id = db.execute_sql(sql.insert_sample, values).fetchone()[0]
-        db.execute_sql(
-            sql.update_server,
-            (
-                beat["hostname"],
-                ServerStatus.ONLINE,
-                stamp,
-                stamp,
-                *(os_info.get(key) for key in OS_FIELDS),
-                beat.get("agent_version"),
-                beat.get("metrics_port"),
-                remote_address or None,
-                sample_id,
-                server_id,
-            ),
-        )
-        if previous != ServerStatus.ONLINE:
+        verdict = health.judge(_facts(beat, stored, sql), rules.limits)
+        changed = verdict.health != stored.health
+        values = [
+            beat["hostname"],
+            stamp,
+            stamp,
+            *(os_info.get(key) for key in OS_FIELDS),
+            beat.get("agent_version"),
+            beat.get("metrics_port"),
+            remote_address or None,
+            sample_id,
+            beat.get("commit_hash"),
+            *(_changed_json(beat.get(key), getattr(stored, key)) for key in LATEST_JSON),
+            health.dump_reasons(verdict.reasons),
+        ]
+        if changed or stored.status != ServerStatus.ONLINE:
+            values += [ServerStatus.ONLINE, verdict.health, stamp if changed else None]
+            db.execute_sql(sql.update_server_changed, (*values, server_id))
+        else:
+            db.execute_sql(sql.update_server, (*values, server_id))
+        if stored.status != ServerStatus.ONLINE:
             events.record(
                 EventType.STATUS_CHANGED,
                 f"server {server_id} is online",
                 server_id=server_id,
                 details={"status": ServerStatus.ONLINE},
             )
+        if changed:
+            health.record_change(server_id, stored.health, verdict, now)
+        changes = _version_changes(beat, os_info, stored)
+        if changes:
+            updates.record_changes(server_id, changes, now, rules.update_check_after)
     return registered
+
+
+def _changed_json(reported: Any, stored: str | None) -> str | None:
+    """The JSON text to store for a reported fact; None (keep the column) when omitted or equal.
+
+    Compared as text, so an unchanged container list costs one encode and no write.
+    """
+    if reported is None:
+        return None
+    text = _encode(reported).decode()
+    return None if text == stored else text
+
+
+def _facts(beat: Mapping[str, Any], stored: Stored, sql: HeartbeatSql) -> Facts:
+    """What this heartbeat's health is judged from: its own facts, the stored ones it omits."""
+    metrics = beat.get("metrics")
+    if metrics is None and stored.latest_sample_id is not None:
+        row = db.execute_sql(sql.select_sample, (stored.latest_sample_id,)).fetchone()
+        metrics = dict(zip(SAMPLE_FACTS, row, strict=True)) if row else None
+    metrics = metrics or {}
+    containers, services = beat.get("containers"), beat.get("services")
+    # Stored JSON is parsed only when the heartbeat leaves a list out (agents without Docker
+    # or watched units send neither, and then there is nothing stored either).
+    if containers is None and stored.containers:
+        containers = msgspec.json.decode(stored.containers)
+    if services is None and stored.services:
+        services = msgspec.json.decode(stored.services)
+    return Facts(
+        status=ServerStatus.ONLINE,
+        temperature=metrics.get("temperature"),
+        disk_percent=metrics.get("disk_percent"),
+        memory_percent=metrics.get("memory_percent"),
+        containers=containers,
+        services=services,
+        commit_hash=beat.get("commit_hash") or stored.current_commit_hash,
+        version_lock=stored.version_lock,
+        manual_health=stored.manual_health,
+        manual_reason=stored.manual_health_reason,
+        manual_by=stored.manual_health_by,
+    )
+
+
+def _version_changes(
+    beat: Mapping[str, Any], os_info: Mapping[str, Any], stored: Stored
+) -> list[tuple[UpdateKind, str, str]]:
+    """(kind, from, to) of every version this heartbeat changed; a first report is no change."""
+    reported = (
+        (UpdateKind.COMMIT, stored.current_commit_hash, beat.get("commit_hash")),
+        (UpdateKind.AGENT, stored.agent_version, beat.get("agent_version")),
+        (UpdateKind.OS, stored.os_version, os_info.get("version")),
+        (UpdateKind.KERNEL, stored.kernel_version, os_info.get("kernel")),
+    )
+    return [
+        (kind, old, new)
+        for kind, old, new in reported
+        if old is not None and new is not None and old != new
+    ]

@@ -94,7 +94,8 @@ def test_retention_prunes_old_samples_and_events(app):
     for age in (dt.timedelta(days=2), dt.timedelta(minutes=1)):  # a gone key's, a live one's
         RateLimitHit.create(bucket="execute", key_name="k", hit_at=now - age)
     removed = retention.prune_history(30, now=now)
-    assert removed == {"samples": 1, "events": 1, "rate_limit_hits": 1, "thinned": 0}
+    # The two old events: registered by heartbeat, and judged healthy (health_changed).
+    assert removed == {"samples": 1, "events": 2, "rate_limit_hits": 1, "thinned": 0}
     assert RateLimitHit.select().count() == 1
     assert [s.cpu_percent for s in MetricsSample.select()] == [2]
 
