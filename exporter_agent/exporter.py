@@ -2,9 +2,11 @@
 
 import logging
 import platform
+import resource
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from functools import partial
 
 import psutil
 from prometheus_client import CollectorRegistry
@@ -12,6 +14,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
 
 from exporter_agent.collectors import Collector
+from exporter_agent.collectors.textfile import TextfileCollector
 from exporter_agent.heartbeat_state import HeartbeatState
 
 log = logging.getLogger(__name__)
@@ -25,6 +28,10 @@ class AgentCollector:
 
     A collector that raises one of ``COLLECT_ERRORS`` contributes nothing to that scrape and
     shows ``homelab_agent_collector_success{collector} 0``; the scrape itself still succeeds.
+    The same facts are also exported under node_exporter's names
+    (``node_scrape_collector_{duration_seconds,success}``) for the dashboards that use them.
+    The textfile collector runs last, told every name the others exported, so a ``*.prom``
+    file cannot shadow the agent's own families.
     """
 
     def __init__(
@@ -54,20 +61,57 @@ class AgentCollector:
             "Whether a collector succeeded (1) or failed (0) during this scrape.",
             labels=("collector",),
         )
+        node_duration = GaugeMetricFamily(
+            "node_scrape_collector_duration_seconds",
+            "node_exporter: Duration of a collector scrape.",
+            labels=("collector",),
+        )
+        node_success = GaugeMetricFamily(
+            "node_scrape_collector_success",
+            "node_exporter: Whether a collector succeeded.",
+            labels=("collector",),
+        )
+        tables = (duration, success, node_duration, node_success)
+        exported: list[Metric] = []
+        textfiles = []
         for name, collector in self._collectors.items():
-            start = self._timer()
-            families = self._run(name, collector)
-            duration.add_metric((name,), self._timer() - start)
-            success.add_metric((name,), 0.0 if families is None else 1.0)
+            if isinstance(collector, TextfileCollector):
+                textfiles.append((name, collector))
+                continue
+            families = self._scrape(name, collector.collect, tables)
             if families:
+                exported.extend(families)
                 yield from families
-        yield duration
-        yield success
+        taken = ExportedNames(exported)
+        for name, textfile in textfiles:
+            yield from self._scrape(name, partial(textfile.collect_beside, taken), tables) or ()
+        yield from tables
         yield from self._agent_families()
 
-    def _run(self, name: str, collector: Collector) -> list[Metric] | None:
+    def _scrape(
+        self,
+        name: str,
+        collect: Callable[[], Iterable[Metric]],
+        tables: tuple[GaugeMetricFamily, ...],
+    ) -> list[Metric] | None:
+        """Run one collector, recording its duration and success in ``tables``."""
+        duration, success, node_duration, node_success = tables
+        start = self._timer()
+        families = self._run(name, collect)
+        elapsed = self._timer() - start
+        ok = 0.0 if families is None else 1.0
+        for family, value in (
+            (duration, elapsed),
+            (success, ok),
+            (node_duration, elapsed),
+            (node_success, ok),
+        ):
+            family.add_metric((name,), value)
+        return families
+
+    def _run(self, name: str, collect: Callable[[], Iterable[Metric]]) -> list[Metric] | None:
         try:
-            families = list(collector.collect())
+            families = list(collect())
         except COLLECT_ERRORS as exc:
             if name not in self._failing:
                 log.warning("collector %s failed, skipping its metrics: %s", name, exc)
@@ -101,10 +145,49 @@ class AgentCollector:
         )
 
 
+class ExportedNames:
+    """The family and sample names of this scrape's families, as a set built on first use.
+
+    Only a textfile collector with files asks, so a scrape without one never builds it.
+    """
+
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+        self._names: set[str] | None = None
+
+    def __contains__(self, name: object) -> bool:
+        if self._names is None:
+            self._names = {f.name for f in self._families}
+            self._names.update(s.name for f in self._families for s in f.samples)
+        return name in self._names
+
+
+# What Go's client reports for an unlimited address space: RLIM_INFINITY as an unsigned 64 bits.
+UNLIMITED_BYTES = float(2**64 - 1)
+
+
+class AddressSpaceLimitCollector:
+    """``process_virtual_memory_max_bytes``, the one process series of node_exporter (Go's
+    client) that prometheus-client's ProcessCollector lacks; "Node Exporter Full" graphs it."""
+
+    def __init__(self, getrlimit: Callable[[int], tuple[int, int]] = resource.getrlimit) -> None:
+        self._getrlimit = getrlimit
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the soft RLIMIT_AS in bytes (2**64 - 1 when unlimited, as Go reports it)."""
+        soft, _ = self._getrlimit(resource.RLIMIT_AS)
+        yield GaugeMetricFamily(
+            "process_virtual_memory_max_bytes",
+            "Maximum amount of virtual memory available in bytes.",
+            value=UNLIMITED_BYTES if soft == resource.RLIM_INFINITY or soft < 0 else float(soft),
+        )
+
+
 def build_registry(agent: AgentCollector, process_metrics: bool = True) -> CollectorRegistry:
     """Return a fresh registry holding the agent collector (and process_* metrics)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(agent)
     if process_metrics:
         ProcessCollector(registry=registry)
+        registry.register(AddressSpaceLimitCollector())
     return registry

@@ -14,15 +14,38 @@ from typing import Any, Protocol
 
 from prometheus_client.core import Metric
 
-from exporter_agent.collectors import containers, diskstats, filesystem, netdev, packages, systemd
+from exporter_agent.collectors import (
+    arp,
+    containers,
+    diskstats,
+    filesystem,
+    netclass,
+    netdev,
+    netstat,
+    packages,
+    systemd,
+    textfile,
+    timex,
+    vmstat,
+)
+from exporter_agent.collectors.bonding import BondingCollector
 from exporter_agent.collectors.clock import TimeCollector
+from exporter_agent.collectors.conntrack import ConntrackCollector
 from exporter_agent.collectors.cpu import CpuCollector
+from exporter_agent.collectors.edac import EdacCollector
+from exporter_agent.collectors.entropy import EntropyCollector
+from exporter_agent.collectors.filefd import FilefdCollector
 from exporter_agent.collectors.hwmon import HwmonCollector
 from exporter_agent.collectors.loadavg import LoadavgCollector
+from exporter_agent.collectors.mdadm import MdadmCollector
 from exporter_agent.collectors.meminfo import MeminfoCollector
 from exporter_agent.collectors.os_release import OsCollector
+from exporter_agent.collectors.pressure import PressureCollector
+from exporter_agent.collectors.sockstat import SockstatCollector
+from exporter_agent.collectors.softnet import SoftnetCollector
 from exporter_agent.collectors.stat import StatCollector
 from exporter_agent.collectors.thermal_zone import ThermalZoneCollector
+from exporter_agent.collectors.udp_queues import UdpQueuesCollector
 from exporter_agent.collectors.uname import UnameCollector
 from exporter_agent.collectors.util import DeviceFilter
 from exporter_agent.options import Option
@@ -58,6 +81,9 @@ class CollectorOptions:
     container_sockets: tuple[str, ...] = containers.DEFAULT_SOCKETS
     # The PATH apt-get/dnf are looked up on and run with; None: the agent's own PATH.
     packages_path: str | None = None
+    # adjtimex(2) for the timex collector, and the page size sockstat turns pages into bytes with.
+    adjtimex: Callable[[], tuple[int, timex.Timex]] = timex.adjtimex
+    page_size: int = field(default_factory=lambda: os.sysconf("SC_PAGE_SIZE"))
 
     def value(self, option: Option) -> Any:
         """Return the value of a collector's ``option``: the configured one, else its default."""
@@ -77,6 +103,22 @@ class CollectorSpec:
 
 COLLECTORS: tuple[CollectorSpec, ...] = (
     CollectorSpec(
+        "arp",
+        True,
+        "ARP table entries per interface",
+        lambda o: arp.ArpCollector(
+            o.procfs,
+            DeviceFilter(include=o.value(arp.DEVICE_INCLUDE), exclude=o.value(arp.DEVICE_EXCLUDE)),
+        ),
+        arp.OPTIONS,
+    ),
+    CollectorSpec(
+        "bonding",
+        True,
+        "slaves and active slaves of bonded interfaces (absent without bonds)",
+        lambda o: BondingCollector(o.sysfs),
+    ),
+    CollectorSpec(
         "containers",
         True,
         "Docker/Podman containers: state, health, exit code, restarts (absent without a socket)",
@@ -84,6 +126,12 @@ COLLECTORS: tuple[CollectorSpec, ...] = (
             o.value(containers.SOCKET), candidates=o.container_sockets
         ),
         containers.OPTIONS,
+    ),
+    CollectorSpec(
+        "conntrack",
+        True,
+        "connection tracking table use and statistics (fails without nf_conntrack loaded)",
+        lambda o: ConntrackCollector(o.procfs),
     ),
     CollectorSpec("cpu", True, "CPU seconds per CPU and mode", lambda o: CpuCollector(o.procfs)),
     CollectorSpec(
@@ -98,6 +146,18 @@ COLLECTORS: tuple[CollectorSpec, ...] = (
         diskstats.OPTIONS,
     ),
     CollectorSpec(
+        "edac",
+        True,
+        "ECC memory errors per controller and csrow (absent without EDAC)",
+        lambda o: EdacCollector(o.sysfs),
+    ),
+    CollectorSpec(
+        "entropy", True, "available kernel entropy", lambda o: EntropyCollector(o.procfs)
+    ),
+    CollectorSpec(
+        "filefd", True, "allocated and maximum file handles", lambda o: FilefdCollector(o.procfs)
+    ),
+    CollectorSpec(
         "filesystem",
         True,
         "filesystem sizes and inodes",
@@ -110,9 +170,29 @@ COLLECTORS: tuple[CollectorSpec, ...] = (
         ),
         filesystem.OPTIONS,
     ),
-    CollectorSpec("hwmon", True, "temperature sensors", lambda o: HwmonCollector(o.sysfs)),
+    CollectorSpec(
+        "hwmon",
+        True,
+        "hardware sensors: temperatures, fans, voltages, power and their alarms",
+        lambda o: HwmonCollector(o.sysfs),
+    ),
     CollectorSpec("loadavg", True, "load averages", lambda o: LoadavgCollector(o.procfs)),
+    CollectorSpec(
+        "mdadm",
+        True,
+        "software RAID state, disks and sync progress (absent without /proc/mdstat)",
+        lambda o: MdadmCollector(o.procfs),
+    ),
     CollectorSpec("meminfo", True, "/proc/meminfo fields", lambda o: MeminfoCollector(o.procfs)),
+    CollectorSpec(
+        "netclass",
+        True,
+        "network device facts: link up, speed, carrier, MTU, info",
+        lambda o: netclass.NetclassCollector(
+            o.sysfs, DeviceFilter(exclude=o.value(netclass.IGNORED_DEVICES))
+        ),
+        netclass.OPTIONS,
+    ),
     CollectorSpec(
         "netdev",
         True,
@@ -121,6 +201,13 @@ COLLECTORS: tuple[CollectorSpec, ...] = (
             o.procfs, DeviceFilter(exclude=o.value(netdev.DEVICE_EXCLUDE))
         ),
         netdev.OPTIONS,
+    ),
+    CollectorSpec(
+        "netstat",
+        True,
+        "TCP/UDP/IP/ICMP protocol counters selected by --collector.netstat.fields",
+        lambda o: netstat.NetstatCollector(o.procfs, o.value(netstat.FIELDS)),
+        netstat.OPTIONS,
     ),
     CollectorSpec("os", True, "os-release information", lambda o: OsCollector(o.rootfs)),
     CollectorSpec(
@@ -132,6 +219,21 @@ COLLECTORS: tuple[CollectorSpec, ...] = (
         ),
     ),
     CollectorSpec(
+        "pressure",
+        True,
+        "pressure stall information (PSI) for cpu, io, memory and irq",
+        lambda o: PressureCollector(o.procfs),
+    ),
+    CollectorSpec(
+        "sockstat",
+        True,
+        "sockets in use per protocol",
+        lambda o: SockstatCollector(o.procfs, o.page_size),
+    ),
+    CollectorSpec(
+        "softnet", True, "per-CPU packet processing", lambda o: SoftnetCollector(o.procfs)
+    ),
+    CollectorSpec(
         "stat", True, "boot time, forks, context switches", lambda o: StatCollector(o.procfs)
     ),
     CollectorSpec(
@@ -140,6 +242,13 @@ COLLECTORS: tuple[CollectorSpec, ...] = (
         "state of the units listed with --collector.systemd.units",
         lambda o: systemd.SystemdCollector(o.value(systemd.UNITS), o.systemctl, o.systemd_booted),
         systemd.OPTIONS,
+    ),
+    CollectorSpec(
+        "textfile",
+        True,
+        "metrics from *.prom files in --collector.textfile.directory",
+        lambda o: textfile.TextfileCollector(o.value(textfile.DIRECTORY)),
+        textfile.OPTIONS,
     ),
     CollectorSpec(
         "thermal_zone",
@@ -154,7 +263,26 @@ COLLECTORS: tuple[CollectorSpec, ...] = (
         lambda o: TimeCollector(o.sysfs, o.clock, o.localtime),
     ),
     CollectorSpec(
+        "timex",
+        True,
+        "kernel clock synchronisation state and offset (adjtimex)",
+        lambda o: timex.TimexCollector(o.adjtimex),
+    ),
+    CollectorSpec(
+        "udp_queues",
+        True,
+        "bytes queued on UDP sockets",
+        lambda o: UdpQueuesCollector(o.procfs),
+    ),
+    CollectorSpec(
         "uname", True, "uname(2) information", lambda o: UnameCollector(o.procfs, o.uname)
+    ),
+    CollectorSpec(
+        "vmstat",
+        True,
+        "/proc/vmstat fields selected by --collector.vmstat.fields (paging, faults, OOM kills)",
+        lambda o: vmstat.VmstatCollector(o.procfs, o.value(vmstat.FIELDS)),
+        vmstat.OPTIONS,
     ),
 )
 

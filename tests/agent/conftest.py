@@ -18,6 +18,7 @@ from types import SimpleNamespace
 import pytest
 
 from exporter_agent.collectors import COLLECTORS, CollectorOptions
+from exporter_agent.collectors.timex import Timex
 from tests.helpers import free_port, require_binary, wait_until
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -36,6 +37,13 @@ def fake_statvfs(path: str) -> SimpleNamespace:
     if mountpoint not in recorded:
         raise OSError(5, "Input/output error", path)
     return SimpleNamespace(**recorded[mountpoint])
+
+
+def recorded_adjtimex() -> tuple[int, Timex]:
+    """The adjtimex(2) answer recorded with the snapshot, not this machine's live clock."""
+    recorded = json.loads((SNAPSHOT / "adjtimex.json").read_text())
+    state = recorded.pop("state")
+    return state, Timex(**recorded)
 
 
 def snapshot_options(**overrides) -> CollectorOptions:
@@ -58,6 +66,8 @@ def snapshot_options(**overrides) -> CollectorOptions:
         # Never the machine's real docker socket or apt: no engine, no package tool.
         "container_sockets": (),
         "packages_path": "",
+        "adjtimex": recorded_adjtimex,
+        "page_size": 4096,
     }
     values.update(overrides)
     return CollectorOptions(**values)
