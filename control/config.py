@@ -234,12 +234,29 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         raise ConfigError("HOMELAB_NOTIFY_COOLDOWN: must be 0 or more seconds")
     if settings.public_url and not _PUBLIC_URL.fullmatch(settings.public_url):
         raise ConfigError("HOMELAB_PUBLIC_URL: must be an http:// or https:// URL")
+    _check_health_thresholds(settings)
     if settings.secret_key and len(settings.secret_key) < MIN_SECRET_KEY:
         raise ConfigError(
             f"HOMELAB_SECRET_KEY: at least {MIN_SECRET_KEY} characters "
             "(e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
         )
     return settings
+
+
+def _check_health_thresholds(settings: Settings) -> None:
+    """ConfigError for thresholds that cannot be meant: a failed level below its degraded one,
+    or a percentage above 100."""
+    for name in ("temperature", "disk"):
+        degraded = getattr(settings, f"health_{name}_degraded")
+        failed = getattr(settings, f"health_{name}_failed")
+        if degraded > failed:
+            raise ConfigError(
+                f"HOMELAB_HEALTH_{name.upper()}_DEGRADED ({degraded:g}) is above "
+                f"HOMELAB_HEALTH_{name.upper()}_FAILED ({failed:g})"
+            )
+    for name in ("disk_degraded", "disk_failed", "memory_degraded"):
+        if getattr(settings, f"health_{name}") > 100:
+            raise ConfigError(f"HOMELAB_HEALTH_{name.upper()}: a percentage, at most 100")
 
 
 def console_secret_key(settings: Settings) -> str:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
+from control.config import load_settings
+from control.errors import ConfigError
 from control.fleet.health import (
     Facts,
     Thresholds,
@@ -192,3 +196,25 @@ def test_which_containers_count_as_failed(fields, failed):
 )
 def test_a_change_of_health_has_the_severity_of_where_it_lands(to, severity):
     assert change_severity(to) == severity
+
+
+def test_settings_thresholds_become_the_rules_thresholds():
+    settings = load_settings({}, health_temperature_degraded="60", health_disk_failed="95")
+    limits = Thresholds.from_settings(settings)
+    assert (limits.temperature_degraded, limits.disk_failed) == (60.0, 95.0)
+    assert limits.temperature_failed == LIMITS.temperature_failed  # untouched default
+
+
+@pytest.mark.parametrize(
+    ("overrides", "complaint"),
+    [
+        ({"health_temperature_degraded": "90"}, "HOMELAB_HEALTH_TEMPERATURE_DEGRADED (90)"),
+        ({"health_disk_degraded": "99"}, "HOMELAB_HEALTH_DISK_DEGRADED (99) is above"),
+        ({"health_memory_degraded": "101"}, "HOMELAB_HEALTH_MEMORY_DEGRADED: a percentage"),
+        ({"health_disk_failed": "120", "health_disk_degraded": "110"}, "a percentage"),
+        ({"health_temperature_failed": "hot"}, "HOMELAB_HEALTH_TEMPERATURE_FAILED"),
+    ],
+)
+def test_thresholds_that_cannot_be_meant_refuse_to_start(overrides, complaint):
+    with pytest.raises(ConfigError, match=re.escape(complaint)):
+        load_settings({}, **overrides)
