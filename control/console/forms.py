@@ -15,11 +15,13 @@ from wtforms import (
     SubmitField,
     TextAreaField,
 )
-from wtforms.validators import DataRequired, InputRequired, Length
+from wtforms.validators import DataRequired, InputRequired, Length, Regexp
 
 from control.remediation.whitelist import MAX_PARAM_LENGTH, CommandType
 
 REASON_MAX = 1000  # the API's limit on a rejection reason
+# PostgreSQL cannot store NUL in text: refuse it as the API's Text fields do, not with a 500.
+NO_NUL = Regexp(r"^[^\x00]*\Z", message="Must not contain NUL characters.")
 
 
 class SignInForm(FlaskForm):
@@ -39,7 +41,9 @@ class ButtonForm(FlaskForm):
 class RejectForm(ButtonForm):
     """Rejecting an action needs a reason, as the API's reject does."""
 
-    reason = TextAreaField("Reason", validators=[DataRequired(), Length(max=REASON_MAX)])
+    reason = TextAreaField(
+        "Reason", validators=[DataRequired(), Length(max=REASON_MAX), NO_NUL]
+    )
     submit = SubmitField("Reject")
 
 

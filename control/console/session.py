@@ -1,17 +1,22 @@
 """Who is signed in to the console: the session cookie, the per-request key check, `next`.
 
-The session (Flask's signed cookie, path `/ui`) keeps the SHA-256 of the key that signed in
-and when, never the key. Every request looks the hash up again, so a revoked key ends the
-session at its next request, and a sign-in lasts `HOMELAB_SESSION_HOURS` from when it was made
-however busy the page is (an auto-refreshing page does not keep it alive).
+The session (Flask's signed cookie, path `/ui`) keeps the SHA-256 of the key that signed in,
+encrypted, and when; never the key. Flask signs its cookie but anyone holding it can read it,
+and the bare hash is what the keys table stores: a stolen cookie would then let a weak,
+hand-chosen key be guessed offline. Every request looks the hash up again, so a revoked key
+ends the session at its next request, and a sign-in lasts `HOMELAB_SESSION_HOURS` from when it
+was made however busy the page is (an auto-refreshing page does not keep it alive).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import time
 from urllib.parse import unquote, urlsplit
 
-from flask import Flask, g, has_request_context, request, session
+from cryptography.fernet import Fernet, InvalidToken
+from flask import Flask, current_app, g, has_request_context, request, session
 from flask.sessions import SecureCookieSessionInterface
 
 from control import context
@@ -31,11 +36,30 @@ class ConsoleSessionInterface(SecureCookieSessionInterface):
         return configured or (has_request_context() and request.is_secure)
 
 
+def _sealer(secret: str | bytes) -> Fernet:
+    """Encryption for the session's key hash, derived from the app's secret key."""
+    secret_bytes = secret.encode() if isinstance(secret, str) else secret
+    derived = hashlib.sha256(b"homelab console session\0" + secret_bytes).digest()
+    return Fernet(base64.urlsafe_b64encode(derived))
+
+
+def _seal(digest: str) -> str:
+    return _sealer(current_app.secret_key or "").encrypt(digest.encode()).decode()
+
+
+def _unseal(sealed: str) -> str | None:
+    try:
+        return _sealer(current_app.secret_key or "").decrypt(sealed.encode()).decode()
+    except (InvalidToken, ValueError):
+        return None
+
+
 def start(principal: Principal, digest: str) -> None:
-    """Sign `principal` in: a fresh session (so no token from before survives) holding `digest`."""
+    """Sign `principal` in: a fresh session (so no token from before survives) holding `digest`
+    (sealed, see the module docstring)."""
     session.clear()
     session.permanent = True
-    session["key"] = digest
+    session["key"] = _seal(digest)
     session["since"] = int(time.time())
     g.console_user = principal
 
@@ -56,10 +80,11 @@ def current_user() -> Principal | None:
         user: Principal | None = g.console_user
         return user
     user = None
-    digest, since = session.get("key"), session.get("since")
-    if isinstance(digest, str) and isinstance(since, int):
+    sealed, since = session.get("key"), session.get("since")
+    if isinstance(sealed, str) and isinstance(since, int):
         settings = context.current().settings
-        if time.time() - since < settings.session_hours * 3600:
+        digest = _unseal(sealed)
+        if digest is not None and time.time() - since < settings.session_hours * 3600:
             user = console_principal(context.current().keyring, digest)
         if user is None:
             session.clear()

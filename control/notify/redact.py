@@ -11,6 +11,7 @@ level prints a token. Control also holds those libraries at WARNING (`quiet_libr
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import re
 import threading
@@ -33,29 +34,20 @@ def scheme_of(url: str) -> str:
     return scheme if separator and _SCHEME.fullmatch(scheme) else "unknown"
 
 
-def _privacy_url(url: str) -> str | None:
-    """Apprise's own masked form of `url` (it knows which parts each service keeps secret)."""
-    import apprise  # 0.1 s to import: only processes with URLs pay it
-
-    plugin = apprise.Apprise.instantiate(url)
-    return None if plugin is None else str(plugin.url(privacy=True))
-
-
-def secrets_of(url: str, precise: bool = True) -> set[str]:
+def secrets_of(url: str) -> set[str]:
     """The pieces of `url` that may be secret, as they may appear in a log line.
 
-    Every path segment, query value and fragment (webhook tokens, ntfy topics, `?token=`),
-    the user and password, and whatever else of the host part Apprise itself masks (a Discord
-    webhook id, a Telegram bot token); each also percent-decoded and encoded, and the basic
-    authentication header's base64 of `user:password`. Not `precise`: every piece of the host
-    part too, without asking Apprise (whose parsing logs the URL at DEBUG).
+    Every piece: the host part too, because for some services it is the secret (an ntfy
+    topic on a public server is `ntfy://TOPIC`, readable and writable by whoever knows it;
+    Apprise's own masked form shows it). Every path segment, query value and fragment, the user
+    and password; each also percent-decoded and encoded, and the basic authentication
+    header's base64 of `user:password`.
     """
     try:
         parts = urlsplit(url.strip())
     except ValueError:
         return {url}
-    shown = (_privacy_url(url) or "") if precise else ""
-    found = {piece for piece in re.split(r"[@:]", parts.netloc) if piece not in shown}
+    found = set(re.split(r"[@:]", parts.netloc))
     found.update(parts.path.split("/"))
     found.update(value for _, value in parse_qsl(parts.query))
     found.add(parts.fragment)
@@ -72,10 +64,13 @@ def secrets_of(url: str, precise: bool = True) -> set[str]:
 
 
 def redacted(url: str) -> str:
-    """`url` as it may be shown: Apprise's masked form without options, secrets as `***`."""
-    shown = (_privacy_url(url) or url).split("?", 1)[0]
-    shown = re.sub(r"^([^:/]+://)[^/@]*@", rf"\1{MASK}@", shown)  # user and password
-    return scrub_with(shown, sorted(secrets_of(url), key=len, reverse=True))
+    """`url` as it may be shown (console, logs): its scheme and a fingerprint, nothing else.
+
+    The fingerprint (the first 8 hex digits of the URL's SHA-256) tells channels of one scheme
+    apart and matches nothing an attacker could use.
+    """
+    fingerprint = hashlib.sha256(url.encode()).hexdigest()[:8]
+    return f"{scheme_of(url)}://{MASK} #{fingerprint}"
 
 
 def scrub_with(text: str, secrets: Iterable[str]) -> str:
@@ -98,17 +93,15 @@ class Scrubber:
     def remember(self, urls: Iterable[str]) -> None:
         """Add the secrets of `urls` to what is masked, before Apprise ever sees them.
 
-        First every piece of each URL (so Apprise's own parsing logs nothing secret), then
-        only what `secrets_of` finds secret, which leaves host names readable.
+        Every piece of each URL (see `secrets_of`), so even Apprise's own parsing logs nothing
+        secret.
         """
         urls = [url for url in urls if url not in self._urls]
         if not urls:
             return
         self.install()
         self._urls.update(urls)
-        before = self._secrets
-        self._use(before, *(secrets_of(url, precise=False) for url in urls))
-        self._use(before, *(secrets_of(url) for url in urls))
+        self._use(self._secrets, *(secrets_of(url) for url in urls))
 
     def _use(self, *sets: Iterable[str]) -> None:
         found = set().union(*sets)

@@ -75,6 +75,17 @@ def test_reject_needs_a_reason_and_keeps_it(client, auth, operator, paused):
     assert "Reason: not during office hours" in page
 
 
+def test_a_reason_holding_nul_is_refused_on_the_page_not_a_500(client, auth, operator, paused):
+    """PostgreSQL cannot store NUL: the form refuses it like the API does."""
+    action_id = queue(client, auth)
+    operator.page("/ui/approvals")
+    refused = operator.post(f"/ui/actions/{action_id}/reject", {"reason": "no\x00way"})
+    assert refused.status_code == 303
+    assert client.get(f"/api/v1/actions/{action_id}", headers=auth.operator).json["status"] == (
+        "pending"
+    )
+
+
 def test_a_decision_on_an_action_no_longer_pending_is_explained(client, auth, operator, paused):
     action_id = queue(client, auth)
     operator.page("/ui/approvals")

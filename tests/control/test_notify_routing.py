@@ -14,7 +14,7 @@ from control.fleet.events import EventType
 from control.models import Notification, NotificationKind
 from control.notify import routing
 from control.notify.channels import channel_id, split_urls
-from control.notify.redact import redacted, scheme_of
+from control.notify.redact import redacted, scheme_of, secrets_of
 from control.notify.sender import retry_delay
 from tests.control.notify_helpers import add_servers, routed
 
@@ -164,10 +164,22 @@ def test_urls_split_on_commas_and_spaces_but_not_inside_a_url():
     ],
 )
 def test_a_url_is_shown_with_its_secrets_masked(url, secrets):
-    shown = redacted(url)  # Apprise's own mask (`W...f`) or ours (`***`)
-    assert shown.startswith(f"{scheme_of(url)}://")
+    shown = redacted(url)
+    assert shown.startswith(f"{scheme_of(url)}://***")
     for secret in secrets:
         assert secret not in shown
+
+
+def test_a_public_ntfy_topic_is_a_secret_too():
+    """On a public ntfy server the topic is the host part, and whoever knows it reads and
+    posts the fleet's alerts; Apprise's own masked form shows it."""
+    url = "ntfys://mytopicsecret"
+    assert "mytopicsecret" not in redacted(url)
+    assert "mytopicsecret" in secrets_of(url)
+
+
+def test_two_channels_of_one_scheme_are_told_apart():
+    assert redacted("ntfy://a-topic-one") != redacted("ntfy://a-topic-two")
 
 
 def test_a_channel_is_stored_as_a_hash_of_its_url():
