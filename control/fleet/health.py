@@ -32,6 +32,7 @@ _RANK = {ServerHealth.HEALTHY: 0, ServerHealth.DEGRADED: 1, ServerHealth.FAILED:
 # The states an operator may set by hand (offline and unknown are facts, not opinions).
 MANUAL_STATES = (ServerHealth.HEALTHY, ServerHealth.DEGRADED, ServerHealth.FAILED)
 _FAILED_CONTAINER_STATES = ("dead", "restarting")
+MAX_REASONS = 10  # kept in a verdict; the last says how many more there were
 
 
 @dataclass(frozen=True)
@@ -169,8 +170,12 @@ def judge(facts: Facts, limits: Thresholds) -> Verdict:
         return Verdict(ServerHealth.HEALTHY)
     worst = max((health for health, _ in found), key=_RANK.__getitem__)
     # The reasons that decide the verdict first, then the lesser ones.
-    ordered = sorted(found, key=lambda item: -_RANK[item[0]])
-    return Verdict(worst, tuple(reason for _, reason in ordered))
+    ordered = [reason for _, reason in sorted(found, key=lambda item: -_RANK[item[0]])]
+    if len(ordered) > MAX_REASONS:
+        # A box with 500 dead containers must not write 500 reasons into every event, the
+        # server row and every list that shows it: the first ones, and how many more.
+        ordered[MAX_REASONS - 1 :] = [f"…and {len(ordered) - MAX_REASONS + 1} more"]
+    return Verdict(worst, tuple(ordered))
 
 
 def change_severity(new: str) -> EventSeverity:

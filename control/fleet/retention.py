@@ -7,7 +7,15 @@ import datetime as dt
 import peewee as pw
 
 from control.db import is_sqlite, write_transaction
-from control.models import Event, MetricsSample, RateLimitHit, Server, utcnow
+from control.models import (
+    Event,
+    MetricsSample,
+    RateLimitHit,
+    Server,
+    ServerUpdate,
+    UpdateStatus,
+    utcnow,
+)
 
 # Samples younger than this are all kept; older ones are thinned to one per server per hour.
 FULL_RESOLUTION = dt.timedelta(hours=24)
@@ -48,7 +56,8 @@ def thin_history(now: dt.datetime | None = None) -> int:
 
 
 def prune_history(retention_days: int, now: dt.datetime | None = None) -> dict[str, int]:
-    """Delete samples and events older than the retention period; thin samples past a day.
+    """Delete samples, events and settled update records older than the retention period;
+    thin samples past a day.
 
     Also drops rate-limit entries older than a day: each check prunes its own key's, but a key
     that stops calling (revoked, unused) would otherwise keep its last window forever.
@@ -58,12 +67,22 @@ def prune_history(retention_days: int, now: dt.datetime | None = None) -> dict[s
     with write_transaction():
         samples = MetricsSample.delete().where(MetricsSample.received_at < cutoff).execute()
         old_events = Event.delete().where(Event.created_at < cutoff).execute()
+        # Settled update records are history like events (a flapping box makes many).
+        old_updates = (
+            ServerUpdate.delete()
+            .where(
+                (ServerUpdate.detected_at < cutoff)
+                & (ServerUpdate.update_status != UpdateStatus.PENDING)
+            )
+            .execute()
+        )
         stale_hits = (
             RateLimitHit.delete().where(RateLimitHit.hit_at < now - dt.timedelta(days=1)).execute()
         )
     return {
         "samples": samples,
         "events": old_events,
+        "updates": old_updates,
         "rate_limit_hits": stale_hits,
         "thinned": thin_history(now),
     }

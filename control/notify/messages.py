@@ -15,6 +15,21 @@ from control.models import Notification, NotificationKind
 
 TITLE = "homelabcmd"
 SUMMARY_LINES = 20  # a summary lists this many incidents, then counts the rest
+# Chat services refuse long messages (Discord at 2,000 characters, Telegram 4,096), and a
+# refused message would be retried for hours: a body stays under the smallest limit.
+MAX_BODY = 1800
+MAX_LINE = 400
+FOLDED_STATES = 10  # "N earlier changes": the first of them by name, then a count
+
+
+def _body(lines: Sequence[str], link: str | None) -> str:
+    """`lines` (each cut to MAX_LINE), then `link`, in at most MAX_BODY characters."""
+    cut = [line if len(line) <= MAX_LINE else line[: MAX_LINE - 1] + "…" for line in lines]
+    text = "\n".join(cut)
+    room = MAX_BODY - (len(link) + 1 if link else 0)
+    if len(text) > room:
+        text = text[: room - 1] + "…"
+    return f"{text}\n{link}" if link else text
 
 
 @dataclass(frozen=True)
@@ -39,23 +54,16 @@ def incident(rows: Sequence[Notification]) -> Message:
     if len(rows) > 1:
         earlier = [row.state or row.event_type for row in rows[:-1]]
         plural = "s" if len(earlier) > 1 else ""
-        lines.append(
-            f"{len(earlier)} earlier change{plural} since the last message: {', '.join(earlier)}"
-        )
-    if newest.link:
-        lines.append(newest.link)
+        named = ", ".join(earlier[:FOLDED_STATES])
+        if len(earlier) > FOLDED_STATES:
+            named += f", … ({len(earlier) - FOLDED_STATES} more)"
+        lines.append(f"{len(earlier)} earlier change{plural} since the last message: {named}")
+    body = _body(lines, newest.link)
     if newest.kind == NotificationKind.APPROVAL:
-        return Message(
-            f"{TITLE}: approval needed on {subject}", "\n".join(lines), "warning", "warning"
-        )
+        return Message(f"{TITLE}: approval needed on {subject}", body, "warning", "warning")
     if newest.kind == NotificationKind.RECOVERY:
-        return Message(f"{TITLE}: {subject} recovered", "\n".join(lines), "recovery", "info")
-    return Message(
-        f"{TITLE} {newest.severity}: {subject}",
-        "\n".join(lines),
-        newest.severity,
-        newest.severity,
-    )
+        return Message(f"{TITLE}: {subject} recovered", body, "recovery", "info")
+    return Message(f"{TITLE} {newest.severity}: {subject}", body, newest.severity, newest.severity)
 
 
 def summary(incidents: Sequence[Sequence[Notification]], link: str) -> Message:
@@ -74,6 +82,6 @@ def summary(incidents: Sequence[Sequence[Notification]], link: str) -> Message:
     lines = [row.message for row in newest[:SUMMARY_LINES]]
     if len(newest) > SUMMARY_LINES:
         lines.append(f"… and {len(newest) - SUMMARY_LINES} more")
-    lines.append(link)
     severity = _worst([row.severity for row in newest])
-    return Message(f"{TITLE}: {len(newest)} {what} ({tally})", "\n".join(lines), severity, severity)
+    body = _body(lines, link)
+    return Message(f"{TITLE}: {len(newest)} {what} ({tally})", body, severity, severity)

@@ -218,3 +218,12 @@ def test_settings_thresholds_become_the_rules_thresholds():
 def test_thresholds_that_cannot_be_meant_refuse_to_start(overrides, complaint):
     with pytest.raises(ConfigError, match=re.escape(complaint)):
         load_settings({}, **overrides)
+
+
+def test_a_box_with_hundreds_of_failures_gets_ten_reasons_saying_how_many_more():
+    dead = [container(name=f"c{index:03d}", state="dead") for index in range(300)]
+    verdict = judge(Facts(ONLINE, temperature=90, containers=dead), LIMITS)
+    assert verdict.health == ServerHealth.FAILED
+    assert len(verdict.reasons) == 10
+    assert verdict.reasons[0] == "temperature 90 °C ≥ 85"  # the deciding reason stays first
+    assert verdict.reasons[-1] == "…and 292 more"

@@ -14,6 +14,7 @@ from control.db import db
 from control.fleet import events, health, offline
 from control.models import Notification, NotificationStatus, Server, ServerHealth, utcnow
 from control.notify import outbox
+from control.notify.redact import redacted
 from control.notify.sender import CLAIM_LEASE, MAX_ATTEMPTS
 from tests.conftest import OPERATOR_KEY
 from tests.console import ConsolePages
@@ -256,7 +257,7 @@ def test_a_failing_channel_is_retried_with_backoff_until_it_recovers(
     row = Notification.get()
     assert (row.status, row.attempts) == (NotificationStatus.SENT, 2)
     logged = [r.getMessage() for r in caplog.records if r.name == "control.notify.sender"]
-    channel = f"json://127.0.0.1:{receiver.port}/***"
+    channel = redacted(settings.notify_urls.split(",")[0])
     assert [line.split(" (")[0] for line in logged] == [
         f"notification to {channel} failed",
         f"notification to {channel} failed",

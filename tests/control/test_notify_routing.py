@@ -12,7 +12,7 @@ from control.errors import ConfigError
 from control.fleet import events
 from control.fleet.events import EventType
 from control.models import Notification, NotificationKind
-from control.notify import routing
+from control.notify import messages, routing
 from control.notify.channels import channel_id, split_urls
 from control.notify.redact import redacted, scheme_of, secrets_of
 from control.notify.sender import retry_delay
@@ -222,3 +222,30 @@ def test_each_route_gets_what_it_asks_for_and_a_channel_gets_one_row(app, settin
         ("db-1 failed", channel_id(PAGER)),  # wanted by two routes, sent once
         ("action 3 waits", channel_id(HOOK)),
     ]
+
+
+def _row(message: str, state: str = "failed", **fields) -> Notification:
+    values = {"server_id": "box", "event_type": "health_changed", "severity": "error",
+              "kind": NotificationKind.EVENT, "state": state, "message": message,
+              "link": "https://homelab.example/ui/servers/box"}  # fmt: skip
+    return Notification(**{**values, **fields})
+
+
+def test_a_huge_incident_fits_the_smallest_chat_limit_and_keeps_its_link():
+    """A refused message is retried for hours: one box's 500 reasons must not be one."""
+    rows = [_row("x", state=f"s{index}") for index in range(400)]
+    rows.append(
+        _row("server box is failed: " + "; ".join(f"container c{i} dead" for i in range(500)))
+    )
+    message = messages.incident(rows)
+    assert len(message.body) <= messages.MAX_BODY
+    assert message.body.endswith("\nhttps://homelab.example/ui/servers/box")
+    assert "400 earlier changes since the last message: s0, s1" in message.body
+    assert "(390 more)" in message.body
+
+
+def test_a_summary_of_long_lines_fits_too():
+    incidents = [[_row("y" * 5000, server_id=f"b{index}")] for index in range(40)]
+    message = messages.summary(incidents, "https://homelab.example/ui/")
+    assert len(message.body) <= messages.MAX_BODY
+    assert message.body.endswith("\nhttps://homelab.example/ui/")

@@ -19,6 +19,7 @@ from control.models import (
     RateLimitHit,
     SchedulerLease,
     Server,
+    ServerUpdate,
     utcnow,
 )
 from control.scheduler import ControlScheduler
@@ -93,9 +94,18 @@ def test_retention_prunes_old_samples_and_events(app):
     Event.update(created_at=now - dt.timedelta(days=40)).where(Event.server_id == "box").execute()
     for age in (dt.timedelta(days=2), dt.timedelta(minutes=1)):  # a gone key's, a live one's
         RateLimitHit.create(bucket="execute", key_name="k", hit_at=now - age)
+    for status, age in (("success", 40), ("rolled_back", 40), ("pending", 40), ("failed", 1)):
+        detected = now - dt.timedelta(days=age)
+        versions = {"kind": "agent", "from_version": "1", "to_version": "2"}
+        ServerUpdate.create(server_id="box", detected_at=detected, check_due_at=detected,
+                            update_status=status, **versions)  # fmt: skip
     removed = retention.prune_history(30, now=now)
-    # The two old events: registered by heartbeat, and judged healthy (health_changed).
-    assert removed == {"samples": 1, "events": 2, "rate_limit_hits": 1, "thinned": 0}
+    # The two old events: registered by heartbeat, and judged healthy (health_changed); the
+    # two old settled updates (a pending one waits for its check, however old).
+    assert removed == {
+        "samples": 1, "events": 2, "updates": 2, "rate_limit_hits": 1, "thinned": 0,
+    }  # fmt: skip
+    assert sorted(u.update_status for u in ServerUpdate.select()) == ["failed", "pending"]
     assert RateLimitHit.select().count() == 1
     assert [s.cpu_percent for s in MetricsSample.select()] == [2]
 
