@@ -17,7 +17,12 @@ share and how late it sent each heartbeat against the schedule are printed, so a
 client is visible rather than mistaken for a slow control.
 
     .venv/bin/python bench/fleet_sim.py [--agents 10000] [--speedup 2] [--minutes 6]
-        [--connections 64] [--threads 8] [--smoke]
+        [--connections 64] [--threads 8] [--database sqlite|postgres] [--workers N] [--smoke]
+
+`--database postgres` runs control on a throwaway PostgreSQL cluster (tests/postgres.py);
+`--workers N` runs the scale-out layout: `homelab-control serve --workers N --no-scheduler`
+beside `homelab-control scheduler` as its own process. CPU and peak RSS then cover every
+process of control (main, workers, scheduler) and, separately, PostgreSQL's.
 
 Exit status 1 when any request failed, an agent did not enroll, a healthy agent went offline,
 or a silent one did not.
@@ -30,12 +35,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
 import random
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -50,6 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from payloads import heartbeat_body  # the script's own directory, bench/, is on sys.path
 
 from tests.live import LiveControl
+from tests.postgres import PostgresCluster
 
 PATH = "/api/v1/agents/heartbeat"
 # The bootstrap agent key control starts with: unbound, so it only enrolls servers.
@@ -212,27 +220,71 @@ async def drive(
 
 
 class ProcessWatch:
-    """CPU seconds and peak RSS of control's process over the measured window."""
+    """CPU seconds and peak RSS of some processes and their children over the measured window."""
 
-    def __init__(self, pid: int) -> None:
-        self.process = psutil.Process(pid)
+    def __init__(self, *pids: int) -> None:
+        self.roots = [psutil.Process(pid) for pid in pids]
         self.cpu_start = self._cpu()
 
+    def processes(self) -> list[psutil.Process]:
+        """The watched processes and all their children, as they are now."""
+        found = []
+        for root in self.roots:
+            try:
+                found += [root, *root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                continue
+        return found
+
     def _cpu(self) -> float:
-        times = self.process.cpu_times()
-        return times.user + times.system
+        total = 0.0
+        for proc in self.processes():
+            try:
+                times = proc.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += times.user + times.system
+        return total
 
     def cpu_seconds(self) -> float:
-        """CPU seconds used since this watch was created."""
+        """CPU seconds used since this watch was created (by processes still alive)."""
         return self._cpu() - self.cpu_start
 
-    def peak_rss_mb(self) -> float:
-        """The process's high-water resident set (VmHWM), in MiB."""
-        status = Path(f"/proc/{self.process.pid}/status").read_text()
-        for line in status.splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return self.process.memory_info().rss / 2**20
+    def peak_rss_mb(self) -> list[float]:
+        """Each watched process's high-water resident set (VmHWM), in MiB, largest first."""
+        peaks = []
+        for proc in self.processes():
+            try:
+                status = Path(f"/proc/{proc.pid}/status").read_text()
+            except OSError:
+                continue
+            for line in status.splitlines():
+                if line.startswith("VmHWM:"):
+                    peaks.append(int(line.split()[1]) / 1024)
+        return sorted(peaks, reverse=True)
+
+
+class SchedulerProcess:
+    """`homelab-control scheduler` as its own process, with control's environment."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "control.cli", "scheduler"],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def stop(self) -> None:
+        """SIGTERM, wait, close the log."""
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()
 
 
 def offline_events(url: str) -> list[dict]:
@@ -284,9 +336,16 @@ def run(args: argparse.Namespace) -> int:
     seconds = args.minutes * 60 / args.speedup
     agents = [f"fleet-{i:05d}" for i in range(args.agents)]
     silent = set(random.Random(2).sample(agents, args.silent))
-    with tempfile.TemporaryDirectory(prefix="fleet-sim-") as tmp:
+    cluster = PostgresCluster() if args.database == "postgres" else None
+    if cluster:
+        cluster.start()
+    with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory(prefix="fleet-sim-") as tmp:
+        if cluster:
+            stack.callback(cluster.stop)  # last, after control and the scheduler stopped
+        database = {"database_url": cluster.url} if cluster else {}
         control = LiveControl(
             Path(tmp),
+            **database,
             agent_key=AGENT_KEY,
             viewer_key=VIEWER_KEY,
             # The simulation is a load test of `--agents` new boxes booting at once, all
@@ -296,9 +355,16 @@ def run(args: argparse.Namespace) -> int:
             offline_after=offline_after,
             offline_check_interval=check,
         )
-        control.start("--threads", str(args.threads))
+        layout = ("--workers", str(args.workers), "--no-scheduler") if args.workers else ()
+        control.start("--threads", str(args.threads), *layout)
+        scheduler = (
+            SchedulerProcess(control.env, Path(tmp) / "scheduler.log") if args.workers else None
+        )
         try:
-            watch = ProcessWatch(control.process.pid)
+            watch = ProcessWatch(
+                control.process.pid, *([scheduler.process.pid] if scheduler else [])
+            )
+            db_watch = ProcessWatch(cluster.process.pid) if cluster else None
             client_before = resource.getrusage(resource.RUSAGE_SELF)
             began = time.monotonic()
             stats = asyncio.run(
@@ -309,12 +375,15 @@ def run(args: argparse.Namespace) -> int:
             client_after = resource.getrusage(resource.RUSAGE_SELF)
             cpu = watch.cpu_seconds()
             rss = watch.peak_rss_mb()
+            db_cpu = db_watch.cpu_seconds() if db_watch else 0.0
             online = server_count(control.url, "online")
             # Once the load stops every server goes silent; a healthy one can legitimately go
             # offline from `ended + offline_after - interval` on, so only count events before.
             horizon = ended + dt.timedelta(seconds=offline_after - interval)
             offline = [e for e in offline_events(control.url) if _when(e) < horizon]
         finally:
+            if scheduler:
+                scheduler.stop()
             control.stop()
     offline_ids = {e["server_id"] for e in offline}
     false_offline = [e for e in offline if e["server_id"] not in silent]
@@ -354,12 +423,22 @@ def run(args: argparse.Namespace) -> int:
         ("false offline transitions", f"{len(false_offline)}"),
         ("silent agents marked offline", f"{len(silent & offline_ids)} of {len(silent)}"),
         ("servers online at the end", f"{online} of {args.agents - args.silent}"),
-        ("control CPU", f"{cpu:.1f} s ({cpu / wall:.0%} of one core)"),
-        ("control peak RSS", f"{rss:.0f} MiB"),
+        ("control CPU", f"{cpu:.1f} s ({cpu / wall:.0%} of one core; all its processes)"),
+        ("control peak RSS", " / ".join(f"{mb:.0f}" for mb in rss) + " MiB (per process)"),
+        *(
+            [("PostgreSQL CPU", f"{db_cpu:.1f} s ({db_cpu / wall:.0%} of one core)")]
+            if cluster
+            else []
+        ),
         ("load generator CPU", f"{client_cpu:.1f} s ({client_cpu / wall:.0%} of one core)"),
     ]
     width = max(len(name) for name, _ in rows)
-    print(f"\nfleet simulation: {os.cpu_count()} CPUs, SQLite, one `homelab-control serve`")
+    layout = (
+        f"`serve --workers {args.workers} --no-scheduler` + `homelab-control scheduler`"
+        if args.workers
+        else "one `homelab-control serve`"
+    )
+    print(f"\nfleet simulation: {os.cpu_count()} CPUs, {args.database}, {layout}")
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
     if stats.latencies:
@@ -388,7 +467,11 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=6.0, help="simulated minutes")
     parser.add_argument("--silent", type=int, default=10, help="agents that die after one beat")
     parser.add_argument("--connections", type=int, default=64, help="keep-alive connections")
-    parser.add_argument("--threads", type=int, default=8, help="control's waitress threads")
+    parser.add_argument("--threads", type=int, default=8, help="control's threads (per worker)")
+    parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument(
+        "--workers", type=int, default=0, help="API worker processes (0: one embedded serve)"
+    )
     parser.add_argument("--smoke", action="store_true", help="200 agents, 6 min at 30x (~12 s)")
     args = parser.parse_args()
     if args.smoke:

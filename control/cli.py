@@ -54,7 +54,15 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="API and scheduler in one process")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port to bind (default 8000)")
-    serve.add_argument("--threads", type=int, default=8, help="WSGI worker threads (default 8)")
+    serve.add_argument(
+        "--threads", type=_positive_int, default=8, help="WSGI threads (per worker; default 8)"
+    )
+    serve.add_argument(
+        "--workers",
+        type=_positive_int,
+        help="run the API in N worker processes (granian), the scheduler in the main one "
+        "unless --no-scheduler (docs/scale.md)",
+    )
     serve.add_argument(
         "--connection-limit",
         type=_positive_int,
@@ -67,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=SERVE_CHANNEL_TIMEOUT,
         help="seconds an idle or half-sent connection is kept open (default "
-        f"{SERVE_CHANNEL_TIMEOUT})",
+        f"{SERVE_CHANNEL_TIMEOUT}; at most 60 with --workers)",
     )
     serve.add_argument(
         "--no-scheduler",
@@ -171,8 +179,42 @@ def listen_url(host: str, port: int) -> str:
     return f"http://{host}:{port}"
 
 
+def _check_port_free(host: str, port: int) -> None:
+    """Fail with one clear line when nothing could listen on host:port (granian would log a
+    traceback per worker)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigError(f"port {port} on {host} is already in use") from None
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+def cmd_serve_workers(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the API in `--workers` granian processes, the scheduler in this one (control/workers)."""
+    from control import workers
+
+    workers.check_database(settings)
+    _check_port_free(args.host, args.port)
+    _open_database(settings)
+    plan = workers.WorkerPlan(
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        threads=args.threads,
+        connection_limit=_fit_open_files(args.connection_limit),
+        header_timeout=args.channel_timeout,
+        scheduler=not args.no_scheduler,
+    )
+    return workers.run(plan, settings)
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    """Run the API under waitress, with the scheduler in-process unless --no-scheduler."""
+    """Run the API under waitress, with the scheduler in-process unless --no-scheduler;
+    with --workers, in worker processes instead (`cmd_serve_workers`)."""
     from waitress.server import create_server
 
     from control.app import create_app
@@ -180,6 +222,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     if not settings.public_url:
         settings = dataclasses.replace(settings, public_url=listen_url(args.host, args.port))
+    if args.workers:
+        return cmd_serve_workers(args, settings)
     try:
         app = create_app(settings)
     except peewee.DatabaseError as exc:

@@ -1,15 +1,21 @@
-"""WSGI entry point for running the API under another server, e.g. several gunicorn workers:
+"""WSGI entry point for running the API under a server of your own choosing.
 
-    gunicorn -w 4 -b 0.0.0.0:8000 control.wsgi:app
+`homelab-control serve --workers N` is the tested way to run several API processes (granian
+workers, the scheduler in the main process; docs/scale.md). To run the app under another
+process manager, point it at `control.wsgi:app`, e.g.
 
-Settings come from the environment. The scheduler is not started here: run exactly one
+    granian --interface wsgi --workers 4 --backpressure 2500 control.wsgi:app
+
+Each worker process imports this module and builds its own app (database connections, SSH
+pool) from the environment. The scheduler is not started here: run exactly one
 `homelab-control scheduler` beside the workers (a second one would only stand by).
 
-Exposed to the internet or to untrusted clients, put a proxy with per-client limits in front:
-gunicorn's threaded workers stopped answering under 3,000 idle connections where
-`homelab-control serve` kept answering (bench/README.md, "Slowloris").
+Exposed to the internet or to untrusted clients, put a proxy with per-client limits in front.
+gunicorn's threaded workers (`-k gthread`) stopped answering under 3,000 idle connections where
+`serve` (waitress or granian) kept answering (bench/README.md, "Slowloris"), so gunicorn is no
+longer suggested.
 """
 
-from control.app import create_app
+from control.workers import worker_app
 
-app = create_app()
+app = worker_app()
