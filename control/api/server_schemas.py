@@ -218,62 +218,93 @@ class ServerDetailSchema(ServerSchema):
     services = _parsed("services")
 
 
-def _iso(value) -> str | None:
-    """UtcDateTime's output for a naive-UTC time, from a datetime or SQLite's stored text.
+def _iso(value: str) -> str:
+    """UtcDateTime's output for a naive-UTC time from its text in the database.
 
-    SQLite keeps `YYYY-MM-DD HH:MM:SS[.ffffff]`; slicing it is much cheaper than parsing.
+    SQLite keeps `YYYY-MM-DD HH:MM:SS[.ffffff]` and PostgreSQL's `::text` says the same (with
+    trailing zeros of the fraction cut); slicing it is much cheaper than parsing. Milliseconds
+    are cut, not rounded, as `isoformat(timespec="milliseconds")` does.
     """
-    if value is None:
-        return None
-    if isinstance(value, str):
-        fraction = value[20:23].ljust(3, "0") if len(value) > 19 else "000"
-        return f"{value[:10]}T{value[11:19]}.{fraction}Z"
-    return value.isoformat(timespec="milliseconds") + "Z"
+    if len(value) > 22:
+        return f"{value[:10]}T{value[11:23]}Z"
+    fraction = value[20:23].ljust(3, "0") if len(value) > 19 else "000"
+    return f"{value[:10]}T{value[11:19]}.{fraction}Z"
 
 
-_SERVER_TIMES = {"paused_at", "last_seen", "created_at", "updated_at", "health_changed_at"}
-_SERVER_JSON = ("metadata", "packages")
-
-
-def _loads(stored: str) -> Any:
-    """A stored JSON column parsed: orjson (5x faster on 10,000 rows), else the standard
-    library for what orjson refuses (an integer beyond 64 bits in metadata)."""
-    try:
-        return orjson.loads(stored)
-    except orjson.JSONDecodeError:
-        return json.loads(stored)
-
-
-_SAMPLE_TIMES = {"timestamp", "received_at"}
+# The order server_rows_to_json unpacks a row in: list_server_rows' columns, then the total.
+_ROW = (*servers.SERVER_LIST_COLUMNS, *servers.SAMPLE_LIST_COLUMNS, "total")
+assert _ROW == (
+    "id", "hostname", "display_name", "ip_address", "status", "tdp_watts", "ssh_port",
+    "ssh_user", "ssh_address", "os_distribution", "os_version", "kernel_version", "architecture",
+    "agent_version", "metrics_port", "tags", "is_paused", "paused_at", "last_seen",
+    "created_at", "updated_at", "role", "branch", "segment", "update_enabled", "version_lock",
+    "metadata", "current_commit_hash", "packages", "health", "health_reasons",
+    "health_changed_at", "manual_health", "manual_health_reason", "manual_health_by",
+    "id", "timestamp", "received_at", "cpu_percent", "memory_percent", "memory_total_mb",
+    "memory_used_mb", "disk_percent", "disk_total_gb", "disk_used_gb", "network_rx_bytes",
+    "network_tx_bytes", "load_1m", "load_5m", "load_15m", "uptime_seconds", "temperature",
+    "containers_running", "containers_failed", "total",
+), "server_rows_to_json unpacks list_server_rows' columns in this order"  # fmt: skip
 
 
 def server_rows_to_json(rows: list[tuple]) -> list[dict[str, Any]]:
     """Servers as GET /servers returns them, built straight from `list_server_rows` tuples.
 
     Dumping 10,000 servers through ServerSchema took ~1.6 s; this builds the same JSON (a test
-    compares the two) in a fraction of that. ServerSchema stays the documented shape.
+    compares the two) in one pass: no model objects, each row unpacked once into one dict
+    display, and the stored JSON columns (tags, metadata, packages, health_reasons) handed to
+    orjson as fragments, as written (by json.dumps, so valid JSON), instead of being parsed
+    and encoded again. ServerSchema stays the documented shape.
     """
-    server_count = len(servers.SERVER_LIST_COLUMNS)
-    items = []
-    for row in rows:
-        server = dict(zip(servers.SERVER_LIST_COLUMNS, row[:server_count], strict=True))
-        for key in _SERVER_TIMES:
-            server[key] = _iso(server[key])
-        server["tags"] = _loads(server["tags"]) if server["tags"] else []
-        server["is_paused"] = bool(server["is_paused"])
-        server["update_enabled"] = bool(server["update_enabled"])
-        for key in _SERVER_JSON:
-            server[key] = _loads(server[key]) if server[key] else None
-        reasons = server["health_reasons"]
-        server["health_reasons"] = _loads(reasons) if reasons else []  # as health.load_reasons
-        sample = dict(zip(servers.SAMPLE_LIST_COLUMNS, row[server_count:], strict=True))
-        if sample.pop("id") is None:
-            server["latest_metrics"] = None
-        else:
-            for key in _SAMPLE_TIMES:
-                sample[key] = _iso(sample[key])
-            server["latest_metrics"] = sample
-        items.append(server)
+    fragment, iso = orjson.Fragment, _iso
+    items: list[dict[str, Any]] = []
+    append = items.append
+    for (
+        id_, hostname, display_name, ip_address, status, tdp_watts, ssh_port, ssh_user,
+        ssh_address, os_distribution, os_version, kernel_version, architecture, agent_version,
+        metrics_port, tags, is_paused, paused_at, last_seen, created_at, updated_at, role,
+        branch, segment, update_enabled, version_lock, metadata, current_commit_hash, packages,
+        health, health_reasons, health_changed_at, manual_health, manual_health_reason,
+        manual_health_by, sample_id, timestamp, received_at, cpu_percent, memory_percent,
+        memory_total_mb, memory_used_mb, disk_percent, disk_total_gb, disk_used_gb,
+        network_rx_bytes, network_tx_bytes, load_1m, load_5m, load_15m, uptime_seconds,
+        temperature, containers_running, containers_failed, _total,
+    ) in rows:  # fmt: skip
+        append({
+            "id": id_, "hostname": hostname, "display_name": display_name,
+            "ip_address": ip_address, "status": status, "tdp_watts": tdp_watts,
+            "ssh_port": ssh_port, "ssh_user": ssh_user, "ssh_address": ssh_address,
+            "os_distribution": os_distribution, "os_version": os_version,
+            "kernel_version": kernel_version, "architecture": architecture,
+            "agent_version": agent_version, "metrics_port": metrics_port,
+            "tags": fragment(tags) if tags else [],
+            "is_paused": bool(is_paused),
+            "paused_at": iso(paused_at) if paused_at else None,
+            "last_seen": iso(last_seen) if last_seen else None,
+            "created_at": iso(created_at), "updated_at": iso(updated_at),
+            "role": role, "branch": branch, "segment": segment,
+            "update_enabled": bool(update_enabled), "version_lock": version_lock,
+            "metadata": fragment(metadata) if metadata else None,
+            "current_commit_hash": current_commit_hash,
+            "packages": fragment(packages) if packages else None,
+            "health": health,
+            # as health.load_reasons: no reasons stored is an empty list
+            "health_reasons": fragment(health_reasons) if health_reasons else [],
+            "health_changed_at": iso(health_changed_at) if health_changed_at else None,
+            "manual_health": manual_health, "manual_health_reason": manual_health_reason,
+            "manual_health_by": manual_health_by,
+            "latest_metrics": None if sample_id is None else {
+                "timestamp": iso(timestamp), "received_at": iso(received_at),
+                "cpu_percent": cpu_percent, "memory_percent": memory_percent,
+                "memory_total_mb": memory_total_mb, "memory_used_mb": memory_used_mb,
+                "disk_percent": disk_percent, "disk_total_gb": disk_total_gb,
+                "disk_used_gb": disk_used_gb, "network_rx_bytes": network_rx_bytes,
+                "network_tx_bytes": network_tx_bytes, "load_1m": load_1m, "load_5m": load_5m,
+                "load_15m": load_15m, "uptime_seconds": uptime_seconds,
+                "temperature": temperature, "containers_running": containers_running,
+                "containers_failed": containers_failed,
+            },
+        })  # fmt: skip
     return items
 
 

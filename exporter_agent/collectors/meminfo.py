@@ -9,6 +9,19 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from exporter_agent.collectors.util import read_text
 
 _PARENS = re.compile(r"\((.*)\)")
+# The kernel's field names never change while it runs: node_exporter's key for each raw
+# name ("Active(anon):") is worked out once.
+_KEYS: dict[str, str] = {}
+
+
+def _key(raw: str) -> str:
+    key = _KEYS.get(raw)
+    if key is None:
+        key = raw[:-1]
+        if "(" in key:
+            key = _PARENS.sub(r"_\1", key)
+        _KEYS[raw] = key
+    return key
 
 
 def parse_meminfo(text: str) -> dict[str, float]:
@@ -20,15 +33,11 @@ def parse_meminfo(text: str) -> dict[str, float]:
             continue
         if len(parts) not in (2, 3) or not parts[0].endswith(":"):
             raise ValueError(f"malformed /proc/meminfo line: {line!r}")
-        key = parts[0][:-1]
-        if "(" in key:
-            key = _PARENS.sub(r"_\1", key)
-        value = float(parts[1])
         if len(parts) == 3:
             # node_exporter presumes the unit is kB.
-            value *= 1024
-            key += "_bytes"
-        values[key] = value
+            values[_key(parts[0]) + "_bytes"] = float(parts[1]) * 1024
+        else:
+            values[_key(parts[0])] = float(parts[1])
     return values
 
 
@@ -37,10 +46,13 @@ class MeminfoCollector:
 
     def __init__(self, procfs: str = "/proc") -> None:
         self._path = os.path.join(procfs, "meminfo")
+        self._names: dict[str, tuple[str, str]] = {}  # key -> (family name, HELP), built once
 
     def collect(self) -> Iterator[Metric]:
         """Yield one gauge per meminfo field, byte values identical to node_exporter's."""
+        names = self._names
         for key, value in parse_meminfo(read_text(self._path)).items():
-            yield GaugeMetricFamily(
-                f"node_memory_{key}", f"Memory information field {key}.", value=value
-            )
+            name = names.get(key)
+            if name is None:
+                name = names[key] = (f"node_memory_{key}", f"Memory information field {key}.")
+            yield GaugeMetricFamily(name[0], name[1], value=value)

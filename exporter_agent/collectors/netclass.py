@@ -104,20 +104,45 @@ class NetclassCollector:
             for attribute, (suffix, counter, _) in NUMERIC.items()
         }
         for device in self.devices():
-            directory = os.path.join(self._class_dir, device)
-            strings = {attr: _read_stripped(os.path.join(directory, attr)) for _, attr in INFO}
-            up.add_metric((device,), 1.0 if strings["operstate"] == "up" else 0.0)
-            info.add_metric((device, *(strings[attr] for _, attr in INFO)), 1.0)
-            for attribute, family in numeric.items():
-                value = parse_int(_read_stripped(os.path.join(directory, attribute)))
-                if value is not None:
-                    family.add_metric((device,), value * NUMERIC[attribute][2])
+            with _DeviceDirectory(os.path.join(self._class_dir, device)) as read:
+                strings = {attr: read(attr) for _, attr in INFO}
+                up.add_metric((device,), 1.0 if strings["operstate"] == "up" else 0.0)
+                info.add_metric((device, *(strings[attr] for _, attr in INFO)), 1.0)
+                for attribute, family in numeric.items():
+                    value = parse_int(read(attribute))
+                    if value is not None:
+                        family.add_metric((device,), value * NUMERIC[attribute][2])
         for family in (up, info, *numeric.values()):
             if family.samples:
                 yield family
 
 
-def _read_stripped(path: str) -> str:
-    """An attribute trimmed of whitespace as procfs does; "" when unavailable."""
-    raw = read_optional(path)
-    return "" if raw is None else raw.strip()
+class _DeviceDirectory:
+    """Reads one device's attributes relative to its directory, opened once (22 reads each).
+
+    A device that went away between the listing and the open is read by path as before, so
+    it shows as it always did: every attribute unavailable.
+    """
+
+    def __init__(self, directory: str) -> None:
+        self._directory = directory
+        self._fd: int | None = None
+
+    def __enter__(self) -> "_DeviceDirectory":
+        try:
+            self._fd = os.open(self._directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            self._fd = None
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+
+    def __call__(self, attribute: str) -> str:
+        """The attribute trimmed of whitespace as procfs does; "" when unavailable."""
+        if self._fd is None:
+            raw = read_optional(os.path.join(self._directory, attribute))
+        else:
+            raw = read_optional(attribute, self._fd)
+        return "" if raw is None else raw.strip()

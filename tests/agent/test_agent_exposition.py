@@ -53,3 +53,22 @@ def test_encoder_matches_prometheus_client_on_the_live_agent(tmp_path):
     )
     families = list(registry.collect())
     assert encode(families) == generate_latest(Families(families))
+
+
+def test_value_formatting_matches_prometheus_clients_for_every_kind_of_number():
+    """go_float is floatToGoString with a fast path: the same text for any value a collector
+    can give (ints, bools, floats of every magnitude and sign, infinities, NaN)."""
+    import random
+
+    from prometheus_client.utils import floatToGoString
+
+    from exporter_agent.exposition import go_float
+
+    rng = random.Random(15)
+    values = [0, 1, -1, True, False, 0.0, -0.0, 1e6, 999999.0, 1e7, 1234567.0, 12345678.5,
+              -1234567.0, 1e15, 1e16, 1e17, 2**53, 2**64, 1e-9, 5e-324, 1.7976931348623157e308,
+              float("inf"), float("-inf"), float("nan"), 0.1 + 0.2, 123456789012.0]  # fmt: skip
+    values += [rng.uniform(-1e12, 1e12) for _ in range(2000)]
+    values += [rng.randrange(0, 2**63) for _ in range(2000)]
+    values += [10 ** rng.uniform(-12, 20) for _ in range(2000)]
+    assert [go_float(v) for v in values] == [floatToGoString(v) for v in values]

@@ -322,3 +322,66 @@ def test_list_body_matches_the_documented_server_schema(client, auth):
     assert listed[1]["packages"]["upgradable"] == 2 and listed[1]["health_reasons"]
     for item in listed:
         assert item == ServerSchema().dump(servers.get_server(item["id"])), item["id"]
+
+
+def test_list_is_one_statement_with_its_total(client, auth, app):
+    """The page and the total come from one SELECT, filtered or not."""
+    from control.db import db
+
+    for index in range(3):
+        heartbeat(client, auth, server_id=f"s{index}", metrics={"cpu_percent": index})
+    statements = []
+    original = db.obj.execute_sql
+
+    def counting(sql, params=None, *args, **kwargs):
+        statements.append(sql)
+        return original(sql, params, *args, **kwargs)
+
+    db.obj.execute_sql = counting
+    try:
+        listings = [
+            client.get(f"{BASE}{query}", headers=auth.viewer).json
+            for query in ("", "?limit=2", "?status=online&offset=1", "?health=failed")
+        ]
+    finally:
+        db.obj.execute_sql = original
+    assert [(len(page["servers"]), page["total"]) for page in listings] == [
+        (3, 3),
+        (2, 3),
+        (2, 3),
+        (0, 0),
+    ]
+    assert len([s for s in statements if s.lstrip().upper().startswith("SELECT")]) == 4
+
+
+def test_list_past_the_last_page_still_counts_every_match(client, auth):
+    for server_id in ("a", "b", "c"):
+        register(client, auth, id=server_id)
+    past = client.get(f"{BASE}?offset=5", headers=auth.viewer).json
+    assert (past["servers"], past["total"], past["offset"]) == ([], 3, 5)
+    last = client.get(f"{BASE}?limit=2&offset=2", headers=auth.viewer).json
+    assert ([s["id"] for s in last["servers"]], last["total"]) == (["c"], 3)
+
+
+def test_list_shows_stored_edge_values_as_the_schema_does(client, auth):
+    """Whole-second times (no fraction stored), empty stored JSON columns and a metadata
+    integer beyond 64 bits come out of the raw-row list as ServerSchema shows them."""
+    import datetime as dt
+
+    from control.api.server_schemas import ServerSchema
+    from control.fleet import servers
+
+    register(client, auth, id="edge", metadata={"big": 2**70, "nested": {"a": [1, "x"]}})
+    # 17 significant digits (the schema's float, whatever precision the column keeps)
+    heartbeat(client, auth, server_id="edge", metrics={"cpu_percent": 0.1 + 0.2})
+    whole = dt.datetime(2026, 1, 2, 3, 4, 5)
+    Server.update(
+        created_at=whole, last_seen=whole, health_changed_at=whole, tags="", health_reasons=""
+    ).where(Server.id == "edge").execute()
+    MetricsSample.update(received_at=whole.replace(microsecond=999999)).execute()
+    item = client.get(BASE, headers=auth.viewer).json["servers"][0]
+    assert item["created_at"] == "2026-01-02T03:04:05.000Z"
+    assert item["latest_metrics"]["received_at"] == "2026-01-02T03:04:05.999Z"
+    assert (item["tags"], item["health_reasons"]) == ([], [])
+    assert item["metadata"]["big"] == 2**70
+    assert item == ServerSchema().dump(servers.get_server("edge"))
