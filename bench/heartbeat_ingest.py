@@ -11,13 +11,17 @@ temperature, 20 containers, 5 services, packages, commit hash; target `<db>+dh`)
 ~1000 server ids, in the same run and the same server process, the two payloads alternating;
 the report gives control's CPU per heartbeat of each and their ratio (target <= 1.10).
 `--profile` runs both payloads in-process instead (Flask's test client, no HTTP): time per
-heartbeat of each, then cProfile's top functions of each.
+heartbeat of each, then cProfile's top functions of each. `--profile-server` runs waitress and
+control (and the baseline) in this process under wrk, with seed-002 heartbeats: CPU per
+heartbeat by thread (request threads, waitress's main loop, the group-commit writer), then
+cProfile of each.
 
 Control runs with enrollment on, as in production: before the measured window every server id
 enrolls once (one heartbeat each with the shared bootstrap key, `HOMELAB_AGENT_KEY`), and each
 later heartbeat authenticates with the key bound to its server, as a real agent's does; the
 shared key may no longer speak for an enrolled server. The baseline gets the same requests,
-with keys of the same length.
+with keys of the same length: seed 001's (target `baseline`) and seed 002's (`baseline+dh`),
+and each control target's ratio is against the baseline sent its payload.
 
 The load comes from `wrk` (Debian package `wrk`, C, epoll) with a Lua script that varies the
 server id and the metrics; without it, from Python processes (heavier on a 2-core box, so the
@@ -26,6 +30,7 @@ load generator's own CPU share is printed beside every row).
     .venv/bin/python bench/heartbeat_ingest.py [--duration 10] [--connections 16] [--threads 8]
         [--databases sqlite,postgres] [--runs 2] [--client auto|wrk|python] [--smoke]
     .venv/bin/python bench/heartbeat_ingest.py --profile [--heartbeats 2000]
+    .venv/bin/python bench/heartbeat_ingest.py --profile-server [--duration 10]
 
 Exit status 1 when any heartbeat was not answered 200.
 
@@ -65,7 +70,8 @@ PATH = "/api/v1/agents/heartbeat"
 # The bootstrap agent key control starts with: unbound, so it may only enroll servers.
 AGENT_KEY = "bench-agent-key"
 RESPONSE = {"status": "ok", "server_registered": False, "pending_commands": []}
-GOALS = {"rate": 1000.0, "p99_ms": 50.0, "ratio": 0.5}
+# Issue 15: on SQLite, with either payload, against the baseline sent the same payload.
+GOALS = {"rate": 2000.0, "p99_ms": 50.0, "ratio": 0.5}
 # Control's CPU per seed-002 heartbeat over its CPU per seed-001 heartbeat.
 DEVICE_HEALTH_GOAL = 1.10
 
@@ -97,9 +103,11 @@ function request()
   counter = counter + 1
   local index = (counter * %(wrk_threads)d + offset) %% servers
   local id = string.format("bench-%%04d", first + index)
-  -- The last value fills the seed-002 template's temperature (40.0-59.9, as payloads.py).
+  -- A healthy box's figures (memory below the 95 %% threshold, as payloads.py): a health
+  -- change is an event, not the usual path. The last value fills the seed-002 template's
+  -- temperature (40.0-59.9, as payloads.py).
   local body = string.format(template, id, id, os.date("!%%Y-%%m-%%dT%%H:%%M:%%SZ"),
-    math.random() * 100, math.random() * 100, math.random(1000, 16000),
+    math.random() * 100, 30 + math.random() * 40, math.random(1000, 16000),
     counter * 1500, counter * 900, 86400 + counter, 40 + (counter %% 200) / 10)
   return wrk.format("POST", "%(path)s",
     {["Content-Type"] = "application/json", ["X-API-Key"] = keys[index + 1]}, body)
@@ -491,16 +499,24 @@ def print_table(results: list[Result], args) -> None:
             f"{r.target:<12} {r.rate:>8.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.failures:>7d} "
             f"{r.server_cpu:>7.0%} {r.client_cpu:>9.0%}"
         )
-    base = statistics.median(r.rate for r in results if r.target == "baseline")
-    print("\ngoals (SQLite): >= 1000 hb/s, p99 <= 50 ms, ratio to baseline >= 0.5")
+    bases = {
+        suffix: statistics.median(r.rate for r in results if r.target == f"baseline{suffix}")
+        for suffix in ("", "+dh")
+    }
+    print(
+        f"\ngoals: >= {GOALS['rate']:.0f} hb/s (SQLite), p99 <= {GOALS['p99_ms']:.0f} ms, "
+        f"ratio to the baseline sent the same payload >= {GOALS['ratio']}"
+    )
     print(f"{'target':<12} {'median hb/s':>12} {'ratio':>7}  median p99")
-    for target in dict.fromkeys(r.target for r in results if r.target != "baseline"):
+    for target in dict.fromkeys(r.target for r in results if not r.target.startswith("base")):
         rows = [r for r in results if r.target == target]
+        base = bases["+dh" if target.endswith("+dh") else ""]
         rate = statistics.median(r.rate for r in rows)
         p99 = statistics.median(r.p99_ms for r in rows)
+        wanted = GOALS["rate"] if target.startswith("sqlite") else 0.0
         verdict = (
             "ok"
-            if rate >= GOALS["rate"] and p99 <= GOALS["p99_ms"] and rate / base >= GOALS["ratio"]
+            if rate >= wanted and p99 <= GOALS["p99_ms"] and rate / base >= GOALS["ratio"]
             else "MISSES GOAL"
         )
         print(f"{target:<12} {rate:>12.0f} {rate / base:>7.2f}  p99 {p99:.1f} ms  {verdict}")
@@ -515,7 +531,7 @@ def print_device_health_cost(results: list[Result]) -> None:
     )
     print(f"{'database':<12} {'seed-001 µs':>12} {'seed-002 µs':>12} {'ratio':>7}  per run")
     for target in dict.fromkeys(r.target for r in results if "+" not in r.target):
-        if target == "baseline":
+        if target.startswith("baseline"):
             continue
         old = {r.run: r.cpu_us for r in results if r.target == target}
         new = {r.run: r.cpu_us for r in results if r.target == f"{target}+dh"}
@@ -546,6 +562,11 @@ def main() -> int:
         "--profile", action="store_true", help="in-process: time and cProfile both payloads"
     )
     parser.add_argument("--heartbeats", type=int, default=2000, help="per payload (--profile)")
+    parser.add_argument(
+        "--profile-server",
+        action="store_true",
+        help="waitress and control in-process under wrk: CPU by thread, then cProfile",
+    )
     parser.add_argument("--serve-baseline", nargs=2, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_baseline:
@@ -555,6 +576,10 @@ def main() -> int:
         from profile_ingest import profile_payloads  # bench/, beside this script
 
         return profile_payloads(args.servers, args.heartbeats, args.runs)
+    if args.profile_server:
+        from profile_ingest import profile_server  # bench/, beside this script
+
+        return profile_server(args.servers, args.duration, args.connections, args.threads)
     if args.smoke:
         args.duration, args.warmup, args.runs, args.databases = 1, 0.5, 1, "sqlite"
         args.servers, args.connections = 50, 4
@@ -571,17 +596,20 @@ def main() -> int:
             cluster = PostgresCluster()
             cluster.start()
     results: list[Result] = []
-    # The baseline checks no key, but gets requests of the same size as control's.
-    baseline_load = Load([f"hlc_{secrets.token_urlsafe(32)}" for _ in range(args.servers)])
+    # The baseline checks no key, but gets requests of the same size as control's: each
+    # payload in turn, as control does.
+    baseline_keys = [f"hlc_{secrets.token_urlsafe(32)}" for _ in range(args.servers)]
+    baseline_loads = {
+        "baseline": Load(baseline_keys),
+        "baseline+dh": Load(baseline_keys, args.servers, device_health=True),
+    }
     try:
         with Baseline(args.threads) as baseline:
             for run in range(args.runs):
                 # Interleave targets so drift on a shared machine hits all alike.
-                results.append(
-                    measure(
-                        "baseline", baseline.url, baseline.process.pid, args, baseline_load, run
-                    )
-                )
+                for target, load in baseline_loads.items():
+                    pid = baseline.process.pid
+                    results.append(measure(target, baseline.url, pid, args, load, run))
                 for name in databases:
                     url = cluster.url if name == "postgres" else ""
                     results.extend(run_control(url, name, args, run))

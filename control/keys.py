@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from control.bounds import SERVER_ID, SERVER_ID_PATTERN
 from control.db import db
@@ -44,6 +44,8 @@ class Principal:
     name: str
     scope: str
     server_id: str | None = None
+    # A stored key's hash (see `hash_key`), for checking it again later; None: a bootstrap key.
+    key_hash: str | None = field(default=None, compare=False, repr=False)
 
     def may(self, permission: str) -> bool:
         """Whether this caller's scope grants `permission`."""
@@ -61,7 +63,16 @@ def generate_key() -> str:
 
 
 class KeyRing:
-    """Resolves presented keys to a Principal: bootstrap keys from settings, then stored keys."""
+    """Resolves presented keys to a Principal: bootstrap keys from settings, then stored keys.
+
+    `resolve` asks the database every time. `resolve_verified` may answer from the stored keys
+    it verified before: only for callers that check the key again inside their own write
+    transaction (`key_hash` of the Principal; the heartbeat does), so a key revoked by any
+    process is refused there, by its very next request, and `forget` drops it.
+    """
+
+    # Verified stored keys kept at most (a fleet's agent keys); past it the cache starts over.
+    VERIFIED_MAX = 100_000
 
     def __init__(
         self,
@@ -70,6 +81,7 @@ class KeyRing:
         viewer_key: str = "",
         alerts_key: str = "",
     ):
+        self._verified: dict[str, Principal] = {}
         self._bootstrap = [
             (hash_key(key).encode(), Principal(f"{BOOTSTRAP_PREFIX}{scope}", scope))
             for scope, key in (
@@ -100,28 +112,63 @@ class KeyRing:
         if found:
             return found
         row = db.execute_sql(_lookup_sql(db.obj.param, db.obj.quote), (digest,)).fetchone()
-        return Principal(*row) if row else None
+        if row is None:
+            return None
+        name, scope, server_id = row
+        return Principal(name, scope, server_id, key_hash=digest)
+
+    def resolve_verified(self, presented: str) -> Principal | None:
+        """`resolve`, from memory for a stored key it verified before (see the class docstring).
+
+        A dict lookup instead of a query per heartbeat. Unknown keys are not remembered, so a
+        new key works at once and a stream of wrong keys cannot fill the memory.
+        """
+        if not presented or len(presented) > 512:
+            return None
+        digest = hash_key(presented)
+        principal = self._verified.get(digest)
+        if principal is None:
+            principal = self.resolve_digest(digest)
+            if principal is not None and principal.key_hash is not None:
+                if len(self._verified) >= self.VERIFIED_MAX:
+                    self._verified.clear()
+                self._verified[digest] = principal
+        return principal
+
+    def forget(self, digest: str) -> None:
+        """Drop a stored key from the verified ones (its check in a transaction failed)."""
+        self._verified.pop(digest, None)
 
 
-@functools.lru_cache(maxsize=4)
-def _lookup_sql(param: str, quote: str) -> str:
+@functools.lru_cache(maxsize=8)
+def _lookup_sql(
+    param: str, quote: str, columns: tuple[str, ...] = ("name", "scope", "server_id")
+) -> str:
     """The stored-key lookup of every authenticated request, rendered once per dialect.
 
-    No cache of the answer: a key revoked from the CLI (another process) must stop working on
-    the next request. Rendering the statement with peewee's builder cost ~0.3 ms a request,
-    more than the rest of authentication; running this prepared text costs a few microseconds.
+    No cache of the answer here: a key revoked from the CLI (another process) must stop
+    working on the next request (`KeyRing.resolve_verified` remembers keys only for callers
+    that check them again in their transaction, with `active_key_sql`). Rendering the statement
+    with peewee's builder cost ~0.3 ms a request, more than the rest of authentication; running
+    this prepared text costs a few microseconds.
     """
 
     def name(text: str) -> str:
         return f"{quote[0]}{text}{quote[1]}"
 
-    columns = ", ".join(name(f.column_name) for f in (ApiKey.name, ApiKey.scope, ApiKey.server_id))
+    selected = ", ".join(name(getattr(ApiKey, column).column_name) for column in columns) or "1"
     where = (
         f"{name(ApiKey.key_hash.column_name)} = {param} "
         f"AND {name(ApiKey.revoked_at.column_name)} IS NULL"
     )
     # Identifiers from the model, the digest a bound parameter: no client text in the SQL.
-    return f"SELECT {columns} FROM {name(ApiKey._meta.table_name)} WHERE {where}"  # noqa: S608
+    return f"SELECT {selected} FROM {name(ApiKey._meta.table_name)} WHERE {where}"  # noqa: S608
+
+
+def active_key_sql(param: str, quote: str) -> str:
+    """`SELECT 1` while the key whose hash is bound exists and is not revoked: a write
+    transaction's own check of a key that `KeyRing.resolve_verified` answered from memory."""
+    return _lookup_sql(param, quote, ())
 
 
 def create_key(

@@ -9,6 +9,11 @@ and the schemas range-check every number field (422).
 A lone surrogate is half of a character: no UTF-8 text (so no PostgreSQL or SQLite column,
 no JSON response) can hold it. Sent raw it is already "not valid UTF-8"; escaped, it is the
 same non-text, refused the same way and on every body and field at once (I-JSON, RFC 7493).
+
+Every body is parsed by msgspec (C), which refuses all of the above itself except nesting
+deeper than MAX_DEPTH, checked on the bytes (`deeper_than`). A body msgspec refuses is parsed
+again by the reference reader below (`json` with hooks), only to say why in the same words as
+ever; were the two ever to disagree, the reference reader's answer stands.
 """
 
 from __future__ import annotations
@@ -17,10 +22,64 @@ import json
 import re
 from typing import Any
 
-# Python's own limit (int_max_str_digits). Shorter integers parse; every integer field is then
-# range-checked by its schema (422), so none can overflow a database column.
+import msgspec
+
+# Python's own limit (int_max_str_digits), and msgspec's. Shorter integers parse; every
+# integer field is then range-checked by its schema (422), so none can overflow a column.
 MAX_INT_DIGITS = 4300
 MAX_DEPTH = 32
+
+_decode = msgspec.json.Decoder().decode
+
+
+def loads(raw: bytes | str) -> Any:
+    """Parse JSON strictly; every refusal is a `json.JSONDecodeError` with a readable message."""
+    try:
+        value = _decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+        return reference_loads(raw)
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+    if deeper_than(data, MAX_DEPTH):
+        raise json.JSONDecodeError(f"nesting deeper than {MAX_DEPTH} levels", _text(data), 0)
+    return value
+
+
+# --- nesting depth, on the bytes of a valid JSON text -----------------------------------------
+
+# Everything but brackets and quotes is deleted; `{}` are then counted as `[]`.
+_NOT_STRUCTURE = bytes(set(range(256)) - set(b'[]{}"'))
+_BRACKETS = bytes.maketrans(b"{}", b"[]")
+
+
+def deeper_than(data: bytes, limit: int) -> bool:
+    """Whether the valid JSON text `data` nests objects and arrays more than `limit` deep.
+
+    In C, not per character in Python: escapes go first (`\\\\` pairs, then `\\"`; in
+    valid JSON a backslash appears only inside strings and always starts an escape), so the
+    quotes left delimit strings; everything but quotes and brackets is deleted; the parts
+    between quote pairs (brackets inside strings) are dropped; then each pass of
+    `replace("[]", "")` removes exactly one level of the innermost nesting.
+    """
+    if data.count(b"[") + data.count(b"{") <= limit:
+        return False
+    if b"\\" in data:
+        data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
+    skeleton = data.translate(None, _NOT_STRUCTURE)
+    if b'"' in skeleton:
+        skeleton = b"".join(skeleton.split(b'"')[::2])
+    skeleton = skeleton.translate(_BRACKETS)
+    for _ in range(limit):
+        if not skeleton:
+            return False
+        skeleton = skeleton.replace(b"[]", b"")
+    return bool(skeleton)
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
+
+
+# --- the reference reader: Python's json with hooks, for the words of a refusal ---------------
 
 
 def _reject_constant(name: str) -> Any:
@@ -41,7 +100,7 @@ def _parse_float(text: str) -> float:
 
 
 # Only a `\uD800`-`\uDFFF` escape can put a surrogate in parsed JSON (UTF-8 cannot encode
-# one), so bodies without such an escape, nearly all of them, skip the walk below.
+# one), so bodies without such an escape skip the walk below.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
@@ -63,38 +122,18 @@ def _lone_surrogate(value: Any) -> str | None:
     return None
 
 
-def _depth(text: str) -> int:
-    """Deepest bracket nesting outside strings, without recursion."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif char in "]}":
-            depth -= 1
-    return deepest
-
-
-def loads(raw: bytes | str) -> Any:
-    """Parse JSON strictly; every refusal is a `json.JSONDecodeError` with a readable message."""
+def reference_loads(raw: bytes | str) -> Any:
+    """`loads` by Python's `json` module with hooks: slower, and the source of every message."""
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
     except UnicodeDecodeError as exc:
         raise json.JSONDecodeError("body is not valid UTF-8", "<bytes>", exc.start) from None
     if not text.strip():
         raise json.JSONDecodeError("empty body", "", 0)
-    # Only scan when brackets could possibly nest that deep: keeps small bodies cheap.
-    if text.count("[") + text.count("{") > MAX_DEPTH and _depth(text) > MAX_DEPTH:
+    # Python's json recurses per level: an absurdly deep body must not reach it. (On a text
+    # that is no JSON the count is approximate; json then refuses it, or recurses too deep.)
+    data = text.encode("utf-8", "surrogatepass")
+    if deeper_than(data, MAX_DEPTH):
         raise json.JSONDecodeError(f"nesting deeper than {MAX_DEPTH} levels", text, 0)
     try:
         parsed = json.loads(
@@ -102,6 +141,8 @@ def loads(raw: bytes | str) -> Any:
         )
     except json.JSONDecodeError:
         raise
+    except RecursionError:
+        raise json.JSONDecodeError(f"nesting deeper than {MAX_DEPTH} levels", text, 0) from None
     except ValueError as exc:
         raise json.JSONDecodeError(str(exc), text, 0) from None
     if _SURROGATE_ESCAPE.search(text):

@@ -14,6 +14,7 @@ never enroll. `reset_enrollment` revokes a server's bound keys so its agent can 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -22,9 +23,9 @@ import peewee as pw
 
 from control.db import db, is_sqlite, write_transaction
 from control.errors import Forbidden, RateLimited
-from control.fleet import events
+from control.fleet import events, group_commit
 from control.fleet.events import EventType
-from control.fleet.heartbeats import IngestRules, ingest_heartbeat
+from control.fleet.heartbeats import IngestRules, ingest_heartbeat, write_heartbeat
 from control.keys import Principal, generate_key, hash_key
 from control.models import ApiKey, ApiKeyScope, AuditEntry, Server, utcnow
 from control.queries import get_or_404
@@ -69,7 +70,20 @@ def accept_heartbeat(
     if caller.scope != ApiKeyScope.AGENT or caller.server_id:
         if caller.server_id and caller.server_id != server_id:
             raise Forbidden(f"This agent key may only report for server '{caller.server_id}'")
-        return Accepted(ingest_heartbeat(beat, remote_address=remote_address, now=now, rules=rules))
+        # Written by the group commit (one transaction for the heartbeats waiting), and
+        # acknowledged only once committed.
+        registered = group_commit.heartbeats.run(
+            functools.partial(
+                write_heartbeat,
+                beat,
+                remote_address=remote_address,
+                now=now,
+                rules=rules,
+                key_hash=caller.key_hash,
+            ),
+            order=server_id,
+        )
+        return Accepted(registered)
     now = now or utcnow()
     # Checked before taking the write lock too: refusing a shared key for an enrolled server
     # (a hostile box probing) must not queue behind, or hold up, real writes.

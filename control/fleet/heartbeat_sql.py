@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 import peewee as pw
 
 from control.db import db, is_sqlite
+from control.keys import active_key_sql
 from control.models import METRIC_FIELDS, MetricsSample, Server
 
 OS_FIELDS = {
@@ -52,6 +53,10 @@ class HeartbeatSql:
     half of a heartbeat's time, profiled), so the hot path renders the SQL text once from the
     models' own table and column names and then only binds parameters. Three run per usual
     heartbeat; `select_sample` only for one without metrics, to judge its health.
+    `select_server_keyed` also says whether the heartbeat's stored key is still active (its
+    last column), so a key answered from memory (`KeyRing.resolve_verified`) is checked in the
+    transaction at no extra statement; `select_key` checks it alone, for a server not yet
+    registered.
 
     `update_server` leaves the indexed `status` and `health` columns alone: assigning one, even
     its own value, makes SQLite rewrite its index entries, and the usual heartbeat changes
@@ -59,6 +64,9 @@ class HeartbeatSql:
     """
 
     select_server: str
+    # The same, with the stored key's check first: (key hash, server id) → row + key_active.
+    select_server_keyed: str
+    select_key: str
     select_sample: str
     insert_sample: str
     update_server: str
@@ -117,12 +125,16 @@ def heartbeat_sql(param: str, quote: str, lock_row: bool) -> HeartbeatSql:
     stored = ", ".join(name(getattr(Server, column)) for column in Stored._fields)
     facts = ", ".join(name(getattr(MetricsSample, column)) for column in SAMPLE_FACTS)
     select = f"SELECT {stored} FROM {server} {where_id}{lock}"  # noqa: S608
+    active_key = active_key_sql(param, quote)
+    select_keyed = f"SELECT {stored}, EXISTS({active_key}) FROM {server} {where_id}{lock}"  # noqa: S608
     select_sample = f"SELECT {facts} FROM {sample} WHERE {name(MetricsSample.id)} = {param}"  # noqa: S608
     insert = f"INSERT INTO {sample} ({columns}) VALUES ({params}) {returning}"  # noqa: S608
     update = f"UPDATE {server} SET {', '.join(assignments)} {where_id}"  # noqa: S608
     update_changed = f"UPDATE {server} SET {', '.join(assignments + changed)} {where_id}"  # noqa: S608
     return HeartbeatSql(
         select_server=select,
+        select_server_keyed=select_keyed,
+        select_key=active_key,
         select_sample=select_sample,
         insert_sample=insert,
         update_server=update,

@@ -17,6 +17,7 @@ import msgspec
 import peewee as pw
 
 from control.db import db, write_transaction
+from control.errors import Unauthorized
 from control.fleet import events, health, updates
 from control.fleet.events import EventType
 from control.fleet.health import Facts, Thresholds
@@ -95,6 +96,7 @@ def ingest_heartbeat(
     remote_address: str | None = None,
     now: dt.datetime | None = None,
     rules: IngestRules | None = None,
+    key_hash: str | None = None,
 ) -> bool:
     """Store one heartbeat: register if new, mark online, keep its facts, judge its health.
 
@@ -102,6 +104,26 @@ def ingest_heartbeat(
     time and only ever moves forward, whatever the agent's clock says. A field the heartbeat
     omits keeps the stored value. Three statements in the usual case (read the server row,
     append the sample, update the row); a change of health or of a version adds its records.
+
+    `key_hash`: the stored key the heartbeat came with, found still active by the first
+    statement before anything is written (Unauthorized if not), since the caller may have
+    found it in memory (`KeyRing.resolve_verified`).
+    """
+    with write_transaction():
+        return write_heartbeat(beat, remote_address, now, rules, key_hash)
+
+
+def write_heartbeat(
+    beat: dict[str, Any],
+    remote_address: str | None = None,
+    now: dt.datetime | None = None,
+    rules: IngestRules | None = None,
+    key_hash: str | None = None,
+) -> bool:
+    """`ingest_heartbeat`'s writes, for a caller already in a write transaction.
+
+    The group commit runs many of these in one transaction (a savepoint each would cost two
+    statements more per heartbeat; a failed batch is retried one heartbeat at a time).
     """
     now = now or utcnow()
     rules = rules or IngestRules()
@@ -111,60 +133,76 @@ def ingest_heartbeat(
     stamp = Server.last_seen.db_value(now)  # type: ignore[no-untyped-call]
     os_info = beat.get("os_info") or {}
     metrics = beat.get("metrics")
-    with write_transaction():
-        # The row lock (PostgreSQL) or the write lock (SQLite) makes this read the truth until
-        # commit, so exactly one heartbeat sees the server offline and records its return, and
-        # one sees each change of health or version.
+    # The row lock (PostgreSQL) or the write lock (SQLite) makes this read the truth until
+    # commit, so exactly one heartbeat sees the server offline and records its return, and
+    # one sees each change of health or version.
+    if key_hash is None:
         row = db.execute_sql(sql.select_server, (server_id,)).fetchone()
-        registered = False
-        if row is None:
-            registered = _register_from_heartbeat(server_id, beat["hostname"], now, remote_address)
-            # Ours, or that of the request that beat us to it.
-            row = db.execute_sql(sql.select_server, (server_id,)).fetchone()
-        stored = Stored._make(row)
-        sample_id = None
-        if metrics is not None:
-            taken = sample_time(beat["timestamp"], now)
-            values = [
-                server_id,
-                MetricsSample.timestamp.db_value(taken),  # type: ignore[no-untyped-call]
-                stamp,
-                *(metrics.get(field) for field in METRIC_FIELDS),
-            ]
-            sample_id = db.execute_sql(sql.insert_sample, values).fetchone()[0]
-        verdict = health.judge(_facts(beat, stored, sql), rules.limits)
-        changed = verdict.health != stored.health
+    else:
+        row = _check_key(sql, key_hash, server_id)
+    registered = False
+    if row is None:
+        registered = _register_from_heartbeat(server_id, beat["hostname"], now, remote_address)
+        # Ours, or that of the request that beat us to it.
+        row = db.execute_sql(sql.select_server, (server_id,)).fetchone()
+    stored = Stored._make(row)
+    sample_id = None
+    if metrics is not None:
+        taken = sample_time(beat["timestamp"], now)
         values = [
-            beat["hostname"],
+            server_id,
+            MetricsSample.timestamp.db_value(taken),  # type: ignore[no-untyped-call]
             stamp,
-            stamp,
-            *(os_info.get(key) for key in OS_FIELDS),
-            beat.get("agent_version"),
-            beat.get("metrics_port"),
-            remote_address or None,
-            sample_id,
-            beat.get("commit_hash"),
-            *(_changed_json(beat.get(key), getattr(stored, key)) for key in LATEST_JSON),
-            health.dump_reasons(verdict.reasons),
+            *(metrics.get(field) for field in METRIC_FIELDS),
         ]
-        if changed or stored.status != ServerStatus.ONLINE:
-            values += [ServerStatus.ONLINE, verdict.health, stamp if changed else None]
-            db.execute_sql(sql.update_server_changed, (*values, server_id))
-        else:
-            db.execute_sql(sql.update_server, (*values, server_id))
-        if stored.status != ServerStatus.ONLINE:
-            events.record(
-                EventType.STATUS_CHANGED,
-                f"server {server_id} is online",
-                server_id=server_id,
-                details={"status": ServerStatus.ONLINE},
-            )
-        if changed:
-            health.record_change(server_id, stored.health, verdict, now)
-        changes = _version_changes(beat, os_info, stored)
-        if changes:
-            updates.record_changes(server_id, changes, now, rules.update_check_after)
+        sample_id = db.execute_sql(sql.insert_sample, values).fetchone()[0]
+    verdict = health.judge(_facts(beat, stored, sql), rules.limits)
+    changed = verdict.health != stored.health
+    values = [
+        beat["hostname"],
+        stamp,
+        stamp,
+        *(os_info.get(key) for key in OS_FIELDS),
+        beat.get("agent_version"),
+        beat.get("metrics_port"),
+        remote_address or None,
+        sample_id,
+        beat.get("commit_hash"),
+        *(_changed_json(beat.get(key), getattr(stored, key)) for key in LATEST_JSON),
+        health.dump_reasons(verdict.reasons),
+    ]
+    if changed or stored.status != ServerStatus.ONLINE:
+        values += [ServerStatus.ONLINE, verdict.health, stamp if changed else None]
+        db.execute_sql(sql.update_server_changed, (*values, server_id))
+    else:
+        db.execute_sql(sql.update_server, (*values, server_id))
+    if stored.status != ServerStatus.ONLINE:
+        events.record(
+            EventType.STATUS_CHANGED,
+            f"server {server_id} is online",
+            server_id=server_id,
+            details={"status": ServerStatus.ONLINE},
+        )
+    if changed:
+        health.record_change(server_id, stored.health, verdict, now)
+    changes = _version_changes(beat, os_info, stored)
+    if changes:
+        updates.record_changes(server_id, changes, now, rules.update_check_after)
     return registered
+
+
+def _check_key(sql: HeartbeatSql, key_hash: str, server_id: str) -> tuple[Any, ...] | None:
+    """The server's row (None: not registered) once the stored key is found still active."""
+    found: tuple[Any, ...] | None = db.execute_sql(
+        sql.select_server_keyed, (key_hash, server_id)
+    ).fetchone()
+    if found is None:
+        active = db.execute_sql(sql.select_key, (key_hash,)).fetchone() is not None
+    else:
+        active, found = bool(found[-1]), found[:-1]
+    if not active:
+        raise Unauthorized("Missing or invalid API key")
+    return found
 
 
 def _changed_json(reported: Any, stored: str | None) -> str | None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 
+import pytest
 import requests
 
+from control.models import Server
 from tests.live import LiveControl
 
 THREADS = 20
@@ -70,3 +73,114 @@ def test_parallel_heartbeats_lose_nothing(tmp_path, database_url):
         assert MetricsSample.select().count() == THREADS * BEATS_PER_THREAD
     finally:
         db.db.close()
+
+
+# --- group commit: the heartbeats waiting share one transaction ---------------------------------
+
+
+def heartbeat_of(server_id: str) -> dict:
+    return {
+        "server_id": server_id,
+        "hostname": server_id,
+        "timestamp": None,
+        "metrics": {"cpu_percent": 1.0},
+    }
+
+
+def write_concurrently(writer, works: list) -> list:
+    """Run `works` through `writer` from one thread each, all queued behind a first write that
+    holds the writer until every other one is waiting; each thread's result or exception."""
+    from control.fleet.heartbeats import write_heartbeat
+
+    release = threading.Event()
+    outcomes: list = [None] * (len(works) + 1)
+
+    def first() -> bool:
+        release.wait(30)
+        return write_heartbeat(heartbeat_of("first"))
+
+    def call(index: int, work) -> None:
+        try:
+            outcomes[index] = writer.run(work, order=str(index))
+        except Exception as exc:
+            outcomes[index] = exc
+
+    holder = threading.Thread(target=call, args=(0, first))
+    holder.start()
+    while writer.writes < 1:  # until the writer has taken the first write and waits in it
+        release.wait(0.01)
+    threads = [threading.Thread(target=call, args=(i, w)) for i, w in enumerate(works, 1)]
+    for thread in threads:
+        thread.start()
+    while writer._queue.qsize() < len(works):
+        holder.join(0.01)
+    release.set()
+    for thread in [holder, *threads]:
+        thread.join()
+    return outcomes[1:]
+
+
+@pytest.fixture
+def writer(app):
+    from control.fleet.group_commit import GroupCommit
+
+    writer = GroupCommit()
+    yield writer
+    writer.stop()
+
+
+def test_heartbeats_waiting_together_are_written_in_one_transaction(writer):
+    from control.fleet.heartbeats import write_heartbeat
+
+    works = [functools.partial(write_heartbeat, heartbeat_of(f"box-{i}")) for i in range(6)]
+    assert write_concurrently(writer, works) == [True] * 6  # each registered its server
+    assert (writer.batches, writer.writes) == (2, 7)  # the first alone, then the six at once
+    assert Server.select().count() == 7
+
+
+def test_a_failing_write_costs_the_others_only_a_retry(writer):
+    from control.fleet.heartbeats import write_heartbeat
+
+    def broken() -> bool:
+        write_heartbeat(heartbeat_of("broken"))
+        raise RuntimeError("a bug after writing")
+
+    works = [functools.partial(write_heartbeat, heartbeat_of(f"box-{i}")) for i in range(3)]
+    outcomes = write_concurrently(writer, [works[0], broken, *works[1:]])
+    assert outcomes[0] is True and outcomes[2:] == [True, True]
+    assert isinstance(outcomes[1], RuntimeError)
+    ids = {server.id for server in Server.select()}
+    assert ids == {"first", "box-0", "box-1", "box-2"}  # nothing of the broken one's
+
+
+def test_a_refused_write_leaves_the_rest_of_its_batch_committed(writer):
+    from control.errors import Unauthorized
+    from control.fleet.heartbeats import write_heartbeat
+
+    def refused() -> bool:
+        raise Unauthorized("Missing or invalid API key")
+
+    works = [functools.partial(write_heartbeat, heartbeat_of(f"box-{i}")) for i in range(2)]
+    outcomes = write_concurrently(writer, [works[0], refused, works[1]])
+    assert outcomes[0] is True and outcomes[2] is True
+    assert isinstance(outcomes[1], Unauthorized)
+    assert writer.batches == 2  # no retry: a refusal is raised before anything is written
+    assert Server.select().count() == 3
+
+
+def test_an_answered_heartbeat_is_already_committed(writer):
+    from control.fleet.heartbeats import write_heartbeat
+
+    assert writer.run(functools.partial(write_heartbeat, heartbeat_of("box")), "box") is True
+    seen: list[int] = []
+
+    def other_connection() -> None:  # a thread of its own has a connection of its own
+        from control.db import db
+
+        seen.append(Server.select().where(Server.id == "box").count())
+        db.close()
+
+    reader = threading.Thread(target=other_connection)
+    reader.start()
+    reader.join()
+    assert seen == [1]

@@ -13,7 +13,7 @@ import threading
 import pytest
 
 from control.keys import create_key
-from control.models import ApiKey, MetricsSample, Server
+from control.models import ApiKey, MetricsSample, Server, utcnow
 from control.remediation.runner import ssh_target
 from tests.helpers import HEARTBEAT_URL
 
@@ -212,3 +212,37 @@ def test_refused_heartbeats_are_counted_in_metrics(client, auth, enrolled):
     metrics = client.get("/metrics").get_data(as_text=True)
     assert 'homelab_auth_failures_total{reason="not_bound"} 1.0' in metrics
     assert 'homelab_auth_failures_total{reason="enroll_rate"} 0.0' in metrics
+
+
+# --- bound keys kept in memory: a revocation by anyone is honoured by the next heartbeat -------
+
+
+def revoke_behind_controls_back(server_id="nas"):
+    """What `homelab-control keys revoke` in another process does: only the row changes."""
+    ApiKey.update(revoked_at=utcnow()).where(ApiKey.server_id == server_id).execute()
+
+
+def test_a_bound_key_revoked_by_another_process_is_refused_at_its_next_heartbeat(client, enrolled):
+    assert beat(client, enrolled).status_code == 200  # verified, and now kept in memory
+    before = snapshot()
+    revoke_behind_controls_back()
+    refused = beat(client, enrolled, {**VICTIM, "metrics": {"cpu_percent": 77.0}})
+    assert (refused.status_code, refused.json["code"]) == (401, "UNAUTHORIZED")
+    assert snapshot() == before  # nothing written
+    assert beat(client, enrolled).status_code == 401  # and asked of the database from now on
+
+
+def test_a_revoked_key_of_a_deleted_server_cannot_register_it_again(client, auth, enrolled):
+    assert beat(client, enrolled).status_code == 200
+    revoke_behind_controls_back()
+    Server.delete().where(Server.id == "nas").execute()
+    assert beat(client, enrolled).status_code == 401
+    assert not Server.select().where(Server.id == "nas").exists()
+
+
+def test_other_requests_never_take_a_stored_key_from_memory(client, auth):
+    viewer_key, _ = create_key("viewer", "dash")
+    for _ in range(2):
+        assert client.get("/api/v1/servers", headers={"X-API-Key": viewer_key}).status_code == 200
+    ApiKey.update(revoked_at=utcnow()).where(ApiKey.name == "dash").execute()
+    assert client.get("/api/v1/servers", headers={"X-API-Key": viewer_key}).status_code == 401

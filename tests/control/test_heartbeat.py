@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 
+import marshmallow as ma
+import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from control.api.agents import HeartbeatSchema
+from control.api.compiled import compile_schema
 from control.fleet import heartbeats, offline
 from control.keys import create_key
 from control.models import MetricsSample, Server, utcnow
@@ -228,3 +235,101 @@ def test_heartbeat_counter_in_metrics(client, auth):
     assert "homelab_heartbeats_received_total 2.0" in text
     assert 'homelab_servers{status="online"} 1.0' in text
     assert 'homelab_server_last_seen_timestamp_seconds{server_id="pi-1"}' in text
+
+
+# --- the heartbeat schema compiled to msgspec: never more lenient than marshmallow ----------------
+
+CONTAINER = {
+    "name": "web",
+    "image": "nginx:1.27",
+    "state": "running",
+    "health": None,
+    "exit_code": 0,
+    "restart_count": 1,
+}
+SEED_002 = beat(
+    metrics={**FULL_METRICS, "temperature": 41.5, "containers_running": 1, "containers_failed": 0},
+    os_info=OS_INFO,
+    agent_version="0.1.0",
+    metrics_port=9100,
+    containers=[CONTAINER],
+    services=[{"name": "nginx.service", "active_state": "active", "sub_state": "running"}],
+    packages={"upgradable": 1, "security": 0, "reboot_required": False},
+    commit_hash="1a2b3c4",
+)
+# Values that sit at, or just past, some rule of some field: types, bounds, patterns, NUL,
+# a trailing newline (which `$` alone lets through), non-ASCII digits and letters.
+ODD_VALUES = [
+    None, True, False, 0, 1, -1, 100, 101, 65535, 65536, 2**63 - 1, 2**63, -(2**70), 0.5,
+    100.0, 100.5, -50.0, -50.5, 200.0, 1e12, 1e13, "5", "5.5", "", "a", "a\n", "\x00", "a\x00b",
+    "1a2b3c4", "1A2B3C4", "1a2b3c4\n", "١٢٣٤٥٦٧", "pi-1", "PI-1", "pi_1", "é", "x" * 101,
+    "x" * 256, "2026-01-18T10:30:00Z", "2026-01-18T10:30:00", "9999-12-31T23:59:59-05:00",
+    "2026-13-01T00:00:00Z", "2026-01-18 10:30:00\x00junk", [], [CONTAINER], {}, {"x": 1},
+    {"upgradable": 1, "security": 0, "reboot_required": 0},
+]  # fmt: skip
+FIELDS = [
+    ("server_id",), ("hostname",), ("timestamp",), ("agent_version",), ("metrics_port",),
+    ("commit_hash",), ("os_info",), ("os_info", "kernel"), ("os_info", "architecture"),
+    ("metrics",), ("metrics", "cpu_percent"), ("metrics", "memory_total_mb"),
+    ("metrics", "temperature"), ("metrics", "containers_failed"), ("metrics", "uptime_seconds"),
+    ("containers",), ("services",), ("packages",), ("surprise",), ("metrics", "surprise"),
+]  # fmt: skip
+
+
+def mutated(changes):
+    body = copy.deepcopy(SEED_002)
+    for path, value in changes:
+        target = body
+        for key in path[:-1]:
+            if not isinstance(target.get(key), dict):
+                target[key] = {}
+            target = target[key]
+        target[path[-1]] = value
+    return body
+
+
+def agree(body) -> None:
+    """The compiled check refuses `body`, or loads it exactly as marshmallow does."""
+    struct, finish = compile_schema(HeartbeatSchema())
+    try:
+        fast = finish(msgspec.to_builtins(msgspec.convert(body, struct)))
+    except (msgspec.ValidationError, ma.ValidationError):
+        return  # marshmallow decides: the same 422 as ever
+    assert fast == ma.Schema.load(HeartbeatSchema(), body)
+
+
+def test_the_compiled_heartbeat_check_is_never_more_lenient_for_any_one_odd_value():
+    for path in FIELDS:
+        for value in ODD_VALUES:
+            agree(mutated([(path, value)]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(FIELDS), st.sampled_from(ODD_VALUES)), max_size=4))
+def test_the_compiled_heartbeat_check_is_never_more_lenient_for_odd_values_together(changes):
+    agree(mutated(changes))
+
+
+def test_a_well_formed_seed_002_heartbeat_takes_the_compiled_path():
+    struct, finish = compile_schema(HeartbeatSchema())
+    loaded = finish(msgspec.to_builtins(msgspec.convert(SEED_002, struct)))
+    assert loaded == ma.Schema.load(HeartbeatSchema(), SEED_002)
+    assert loaded["timestamp"] == dt.datetime(2026, 1, 18, 10, 30)
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        ma.fields.Email(),
+        ma.fields.String(validate=ma.validate.OneOf(["a"])),
+        ma.fields.String(validate=lambda value: True),
+        ma.fields.Integer(data_key="other"),
+        ma.fields.Integer(load_default=5),
+        ma.fields.Float(allow_nan=True),
+        ma.fields.List(ma.fields.String()),
+    ],
+)
+def test_a_rule_the_compiler_does_not_know_stops_it_instead_of_being_skipped(field):
+    schema = ma.Schema.from_dict({"field": field})()
+    with pytest.raises(TypeError):
+        compile_schema(schema)

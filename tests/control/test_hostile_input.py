@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from control.api import strict_json
 from control.api.agents import HeartbeatSchema
 from control.api.alerts import AlertTime
 from control.fleet.heartbeats import MAX_CLOCK_SKEW
@@ -265,3 +266,89 @@ def test_no_body_at_all_is_still_the_422_that_asks_for_a_json_object(client, aut
     response = client.put("/api/v1/servers/web-1", headers=headers)
     assert_error(response, 422, "VALIDATION_ERROR")
     assert "body" in response.json["errors"]
+
+
+# --- the strict reader: msgspec first, the reference reader's words for every refusal ----------
+
+# JSON values whose strings hold what could fool a count of brackets on the bytes: brackets,
+# quotes, backslashes and escapes of each, and non-ASCII text.
+tricky_text = st.text(alphabet=st.sampled_from('[]{}"\\/ab\n\t\u00e9\u20ac\U0001f600'), max_size=8)
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**80), 2**80)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | tricky_text,
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(tricky_text, children, max_size=3)
+    ),
+    max_leaves=60,
+)
+
+
+def nesting(value) -> int:
+    """How deep `value` nests arrays and objects (a scalar: 0)."""
+    if isinstance(value, list):
+        return 1 + max(map(nesting, value), default=0)
+    if isinstance(value, dict):
+        return 1 + max(map(nesting, value.values()), default=0)
+    return 0
+
+
+def wrapped(value, depth: int):
+    """`value` inside `depth` arrays and objects, alternating."""
+    for level in range(depth):
+        value = [value] if level % 2 else {'[\\"{': value}
+    return value
+
+
+@given(json_values, st.integers(0, 40), st.booleans())
+def test_the_strict_reader_reads_what_json_reads_and_refuses_past_32_levels(value, extra, ascii):
+    document = wrapped(value, extra)
+    text = json.dumps(document, ensure_ascii=ascii)
+    depth = nesting(document)
+    assert strict_json.deeper_than(text.encode(), strict_json.MAX_DEPTH) == (depth > 32)
+    if depth > strict_json.MAX_DEPTH:
+        with pytest.raises(json.JSONDecodeError, match="nesting deeper than 32 levels"):
+            strict_json.loads(text.encode())
+    else:
+        assert strict_json.loads(text.encode()) == json.loads(text)
+
+
+HOSTILE_BODIES = [
+    b"",
+    b"   ",
+    b"{bad json",
+    b'{"a": 1,}',
+    b"\xff\xfe\x00garbage",
+    b'{"a": "caf\xe9"}',
+    b'\xef\xbb\xbf{"a": 1}',
+    b'{"a": NaN}',
+    b'{"a": -Infinity}',
+    b'{"a": 1e999}',
+    b'{"a": -' + b"9" * 4301 + b"}",
+    b'{"a": ' + b"9" * 5000 + b"}",
+    b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+    b'{"a": ' + b"[" * 33 + b"]" * 33 + b"}",
+    b'{"a": "\\ud800"}',
+    b'{"\\udfff": 1}',
+    b'{"a": ["x\\ud83d"]}',
+    b'{"a": "\x01"}',
+    b'{"a": 1} {"b": 2}',
+]
+
+
+@pytest.mark.parametrize("body", HOSTILE_BODIES)
+def test_every_body_the_strict_reader_refuses_is_refused_in_the_reference_readers_words(body):
+    with pytest.raises(json.JSONDecodeError) as reference:
+        strict_json.reference_loads(body)
+    with pytest.raises(json.JSONDecodeError) as strict:
+        strict_json.loads(body)
+    assert strict.value.msg == reference.value.msg
+
+
+def test_the_limits_themselves_are_accepted():
+    assert strict_json.loads(b"[" * 32 + b"]" * 32) == json.loads("[" * 32 + "]" * 32)
+    assert strict_json.loads(b"[-" + b"9" * 4300 + b"]") == [-int("9" * 4300)]
+    assert strict_json.loads(b'["\\ud83d\\ude00", "\\\\ud800"]') == ["\U0001f600", "\\ud800"]
+    assert strict_json.loads(b'{"a": 1, "a": 2}') == {"a": 2}
