@@ -41,9 +41,7 @@ class ButtonForm(FlaskForm):
 class RejectForm(ButtonForm):
     """Rejecting an action needs a reason, as the API's reject does."""
 
-    reason = TextAreaField(
-        "Reason", validators=[DataRequired(), Length(max=REASON_MAX), NO_NUL]
-    )
+    reason = TextAreaField("Reason", validators=[DataRequired(), Length(max=REASON_MAX), NO_NUL])
     submit = SubmitField("Reject")
 
 
