@@ -226,7 +226,7 @@ def test_each_route_gets_what_it_asks_for_and_a_channel_gets_one_row(app, settin
 
 def _row(message: str, state: str = "failed", **fields) -> Notification:
     values = {"server_id": "box", "event_type": "health_changed", "severity": "error",
-              "kind": NotificationKind.EVENT, "state": state, "message": message,
+              "kind": NotificationKind.ALERT, "state": state, "message": message,
               "link": "https://homelab.example/ui/servers/box"}  # fmt: skip
     return Notification(**{**values, **fields})
 
