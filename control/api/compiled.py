@@ -132,8 +132,8 @@ def _finisher(finish: dict[str, Callable[[Any], Any]]) -> Callable[[Any], Any]:
 class FastLoadSchema(ma.Schema):
     """A Schema whose `load` first tries its compiled msgspec type (see the module docstring).
 
-    Its Nested schemas compile with it. Subclasses declare fields as usual; the compiled type
-    is built on first use, once per class.
+    Its Nested schemas compile with it. Subclasses declare fields as usual; each instance
+    compiles its own fields (`only`, `exclude`) on first use: build the instance once.
     """
 
     _compiled: Compiled | None = None
@@ -141,16 +141,12 @@ class FastLoadSchema(ma.Schema):
     def load(self, data: Any, *, many: Any = None, partial: Any = None, unknown: Any = None):
         """Load `data` as marshmallow would, taking msgspec's word where it accepts."""
         if many is None and partial is None and unknown is None and not self.many:
-            compiled = type(self).__dict__.get("_compiled") or self._compile()
-            struct, finish = compiled
+            if self._compiled is None:
+                self._compiled = compile_schema(self)
+            struct, finish = self._compiled
             try:
                 loaded = msgspec.to_builtins(msgspec.convert(data, struct))
                 return finish(loaded) if finish else loaded
             except (msgspec.ValidationError, ma.ValidationError):
                 pass  # marshmallow decides, and words the 422
         return super().load(data, many=many, partial=partial, unknown=unknown)
-
-    def _compile(self) -> Compiled:
-        compiled = compile_schema(self)
-        type(self)._compiled = compiled
-        return compiled

@@ -120,6 +120,10 @@ def write_concurrently(writer, works: list) -> list:
     return outcomes[1:]
 
 
+# The writer serves SQLite (one writer at a time); PostgreSQL writes in the request's thread.
+only_sqlite = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
 @pytest.fixture
 def writer(app):
     from control.fleet.group_commit import GroupCommit
@@ -129,6 +133,7 @@ def writer(app):
     writer.stop()
 
 
+@only_sqlite
 def test_heartbeats_waiting_together_are_written_in_one_transaction(writer):
     from control.fleet.heartbeats import write_heartbeat
 
@@ -138,6 +143,7 @@ def test_heartbeats_waiting_together_are_written_in_one_transaction(writer):
     assert Server.select().count() == 7
 
 
+@only_sqlite
 def test_a_failing_write_costs_the_others_only_a_retry(writer):
     from control.fleet.heartbeats import write_heartbeat
 
@@ -153,6 +159,7 @@ def test_a_failing_write_costs_the_others_only_a_retry(writer):
     assert ids == {"first", "box-0", "box-1", "box-2"}  # nothing of the broken one's
 
 
+@only_sqlite
 def test_a_refused_write_leaves_the_rest_of_its_batch_committed(writer):
     from control.errors import Unauthorized
     from control.fleet.heartbeats import write_heartbeat
@@ -168,6 +175,7 @@ def test_a_refused_write_leaves_the_rest_of_its_batch_committed(writer):
     assert Server.select().count() == 3
 
 
+@only_sqlite
 def test_an_answered_heartbeat_is_already_committed(writer):
     from control.fleet.heartbeats import write_heartbeat
 
@@ -184,3 +192,14 @@ def test_an_answered_heartbeat_is_already_committed(writer):
     reader.start()
     reader.join()
     assert seen == [1]
+
+
+@pytest.mark.parametrize(
+    "database_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+def test_on_postgresql_a_heartbeat_is_written_in_its_own_thread(writer):
+    from control.fleet.heartbeats import write_heartbeat
+
+    assert writer.run(functools.partial(write_heartbeat, heartbeat_of("box")), "box") is True
+    assert (writer.batches, writer.writes) == (0, 0)
+    assert Server.select().where(Server.id == "box").count() == 1
