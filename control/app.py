@@ -9,6 +9,7 @@ from typing import Any
 from flask import Flask, g, request
 
 from control import api, console, context, db, migrations
+from control.api import heartbeat_wsgi
 from control.config import Settings, console_secret_key, load_settings
 from control.context import ControlContext
 from control.errors import NotFound
@@ -70,6 +71,7 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     api.init_app(app)
     console.init_app(app)  # /ui/, and / redirecting there
     _install_request_hooks(app)
+    heartbeat_wsgi.install(app)  # in front of all of it, for plain heartbeats
     return app
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import functools
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
 
 import marshmallow as ma
 import msgspec
 import orjson
-from flask import Response, current_app, request
+from flask import Flask, Response, current_app, request
 from flask.views import MethodView
 
 from control import context
@@ -29,6 +31,7 @@ from control.errors import Forbidden, RateLimited, Unauthorized
 from control.fleet import enrollment
 from control.fleet.enrollment import EnrollmentPolicy
 from control.fleet.heartbeats import IngestRules
+from control.keys import Principal
 
 blp = Blueprint(
     "agents",
@@ -188,44 +191,95 @@ class HeartbeatResponseSchema(ma.Schema):
     )
 
 
+REFUSAL = "homelab.heartbeat_refusal"
+"""The WSGI environ key under which the fast path hands a refusal it met to the view."""
+
+
+def replays_refusal(view: Callable) -> Callable:
+    """Decorate the heartbeat view: raise the refusal the fast path met, before anything else.
+
+    The fast path (control.api.heartbeat_wsgi) has already authenticated, validated and called
+    the domain, which refused; running them again would count the refusal twice (or enroll
+    twice). Raised here, it is answered by the app's error handlers like any other.
+    """
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        refusal = request.environ.pop(REFUSAL, None)
+        if refusal is not None:
+            raise refusal
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+HEARTBEAT_SCHEMA = HeartbeatSchema()
+"""The one instance both paths load heartbeats with: webargs would otherwise build a new
+schema (and its nested ones, with deep copies of every field) for each request, a third of a
+heartbeat's CPU time; the compiled msgspec type is built once, on it."""
+
+
 @blp.route("/heartbeat")
 class Heartbeat(MethodView):
-    """The heartbeat endpoint."""
+    """The heartbeat endpoint.
 
+    Most heartbeats never get here: `control.api.heartbeat_wsgi` answers a well-formed one
+    before Flask runs. This view answers the rest (a missing or unknown key, a body to refuse,
+    a refusal the fast path met and hands over), so every error reads as everywhere else.
+    """
+
+    @replays_refusal
     # A stored key may come from the key ring's memory: ingest checks it in its transaction.
     @require("heartbeat", rechecked=True)
-    # An instance, not the class: webargs would build a new schema (and its nested ones, with
-    # deep copies of every field) for each request, a third of a heartbeat's CPU time.
-    @blp.arguments(HeartbeatSchema())
+    @blp.arguments(HEARTBEAT_SCHEMA)
     @blp.response(200, HeartbeatResponseSchema)
     @blp.alt_response(429, response="TOO_MANY_REQUESTS", description="enrollment rate limit")
     def post(self, beat):
         """Record a heartbeat: registers the server if new and marks it online"""
-        ctx = context.current()
-        policy, rules = _policies(ctx)
-        caller = authenticate()
-        try:
-            accepted = enrollment.accept_heartbeat(
-                beat, caller, policy, remote_address=request.remote_addr, rules=rules
-            )
-        except Unauthorized:
-            # Revoked since the key ring verified it: from now on asked of the database again.
-            ctx.keyring.forget(caller.key_hash or "")
-            ctx.metrics.auth_failures.labels("invalid").inc()
-            raise
-        except (Forbidden, RateLimited) as refused:
-            # A box probing enrolled ids shows up here, not in the audit log (a flood of
-            # refusals must not fill the database).
-            reason = "not_bound" if isinstance(refused, Forbidden) else "enroll_rate"
-            ctx.metrics.auth_failures.labels(reason).inc()
-            raise
-        ctx.metrics.heartbeats.inc()
-        if accepted.agent_key is None:
-            # The usual answer, encoded once: the response schema would only repeat it.
-            return Response(_ANSWERS[accepted.registered], mimetype="application/json")
-        answer = {"status": "ok", "server_registered": accepted.registered, "pending_commands": []}
-        answer["agent_key"] = accepted.agent_key
-        return answer
+        answer = record_heartbeat(
+            current_app, beat, authenticate(rechecked=True), request.remote_addr
+        )
+        return Response(answer, mimetype="application/json")
+
+
+def record_heartbeat(
+    app: Flask, beat: dict[str, Any], caller: Principal, remote_address: str | None
+) -> bytes:
+    """Accept one validated heartbeat from `caller`; the JSON answer, encoded.
+
+    The one domain call of both heartbeat paths (the view and the fast path), with what a
+    refusal does to the key ring and the counters; the refusal itself is raised for the
+    caller's error handling.
+    """
+    ctx = context.of(app)
+    policy, rules = _policies(app, ctx)
+    try:
+        accepted = enrollment.accept_heartbeat(
+            beat, caller, policy, remote_address=remote_address, rules=rules
+        )
+    except Unauthorized:
+        # Revoked since the key ring verified it: from now on asked of the database again.
+        ctx.keyring.forget(caller.key_hash or "")
+        ctx.metrics.auth_failures.labels("invalid").inc()
+        raise
+    except (Forbidden, RateLimited) as refused:
+        # A box probing enrolled ids shows up here, not in the audit log (a flood of
+        # refusals must not fill the database).
+        reason = "not_bound" if isinstance(refused, Forbidden) else "enroll_rate"
+        ctx.metrics.auth_failures.labels(reason).inc()
+        raise
+    ctx.metrics.heartbeats.inc()
+    if accepted.agent_key is None:
+        # The usual answer, encoded once: the response schema would only repeat it.
+        return _ANSWERS[accepted.registered]
+    return orjson.dumps(
+        {
+            "status": "ok",
+            "server_registered": accepted.registered,
+            "pending_commands": [],
+            "agent_key": accepted.agent_key,
+        }
+    )
 
 
 _ANSWERS = {
@@ -236,9 +290,9 @@ _ANSWERS = {
 }
 
 
-def _policies(ctx: context.ControlContext) -> tuple[EnrollmentPolicy, IngestRules]:
+def _policies(app: Flask, ctx: context.ControlContext) -> tuple[EnrollmentPolicy, IngestRules]:
     """The enrollment policy and ingest rules of this app's settings, built once per app."""
-    cached = current_app.extensions.get(_POLICIES)
+    cached = app.extensions.get(_POLICIES)
     if cached is None or cached[0] is not ctx.settings:
         settings = ctx.settings
         cached = (
@@ -246,7 +300,7 @@ def _policies(ctx: context.ControlContext) -> tuple[EnrollmentPolicy, IngestRule
             EnrollmentPolicy(settings.enrollment, settings.enroll_rate),
             IngestRules.from_settings(settings),
         )
-        current_app.extensions[_POLICIES] = cached
+        app.extensions[_POLICIES] = cached
     return cached[1], cached[2]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from flask import g, request
@@ -22,9 +22,18 @@ SECURITY_SCHEMES = {
 
 def presented_key() -> str:
     """The key the client sent, from X-API-Key or a Bearer Authorization header."""
-    key = request.headers.get("X-API-Key", "")
+    return key_in(request.environ)
+
+
+def key_in(environ: Mapping[str, Any]) -> str:
+    """The key a WSGI request carries (see `presented_key`), read straight from its environ.
+
+    For the heartbeat's fast path (control.api.heartbeat_wsgi), which runs before Flask: the
+    same headers as `request.headers` gives (werkzeug reads `HTTP_X_API_KEY` for `X-API-Key`).
+    """
+    key: str = environ.get("HTTP_X_API_KEY", "")
     if not key:
-        scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+        scheme, _, credentials = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
         if scheme.lower() == "bearer":
             key = credentials.strip()
     return key
