@@ -3,6 +3,13 @@
 Fleet-wide facts (servers by status, last heartbeat per server, scheduler runs) are read from
 the database at scrape time, so every API process reports the same numbers and the scheduler
 may run in a process of its own.
+
+The counters and histograms this process counts itself (heartbeats, request latency, auth
+failures, alerts, command durations) live in memory, one registry per app, except under
+`serve --workers`: there the main process points `PROMETHEUS_MULTIPROC_DIR` at a fresh private
+directory before the workers start (control/workers.py), prometheus_client keeps every
+worker's values in files there (its multiprocess mode), and each scrape sums them, whichever
+worker answers.
 """
 
 from __future__ import annotations
@@ -10,13 +17,15 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 import logging
+import os
 from collections.abc import Iterable
 from typing import cast
 
 import peewee
 import prometheus_client
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, values
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from control.fleet import costs, servers
 from control.fleet.health import same_commit
@@ -31,6 +40,22 @@ log = logging.getLogger(__name__)
 AUTH_FAILURE_REASONS = ("missing", "invalid", "forbidden", "not_bound", "enroll_rate")
 
 prometheus_client.disable_created_metrics()  # no `_created` series: they only add noise
+
+# prometheus_client's switch to multiprocess mode: read once, when it is first imported.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def multiprocess_dir() -> str | None:
+    """The directory this process shares its metric values through, or None when it keeps
+    them in memory (single-process `serve`, the scheduler, tests).
+
+    prometheus_client chose between the two when it was imported, from `MULTIPROC_ENV`, so
+    that choice is what counts here, not the variable now: a variable set after the import
+    changed nothing.
+    """
+    if values.ValueClass is values.MutexValue:
+        return None
+    return os.environ.get(MULTIPROC_ENV) or None
 
 
 def _epoch(value) -> float:
@@ -234,34 +259,51 @@ class FleetCollector:
 
 
 class ControlMetrics:
-    """One registry per app, so several apps (tests) never collide on metric names."""
+    """The metrics an app counts, and `registry`, the one `GET /metrics` renders.
+
+    In memory (no multiprocess directory): one registry per app, holding the metrics, so
+    several apps in one process (tests) never collide on metric names.
+
+    Multiprocess (`serve --workers`, one app per worker process): the metrics are registered
+    nowhere, since their values are in the shared directory, and `registry` reads that
+    directory, summed over every worker that ever ran, plus the database once. There are no
+    gauges here, so no `multiprocess_mode` to choose: the fleet's gauges are read from the
+    database at each scrape.
+    """
 
     def __init__(self, electricity_price: float = 0.30, currency: str = "EUR") -> None:
         self.registry = CollectorRegistry()
+        self.multiprocess_dir = multiprocess_dir()
+        # Where the metric objects register: with a multiprocess collector on `registry`
+        # they would come twice, this process's values beside the sum.
+        own: CollectorRegistry | None = self.registry
+        if self.multiprocess_dir:
+            MultiProcessCollector(self.registry, path=self.multiprocess_dir)
+            own = None
         self.heartbeats = Counter(
             "homelab_heartbeats_received",
-            "Heartbeats accepted by this process.",
-            registry=self.registry,
+            "Heartbeats accepted (by all API processes together under serve --workers).",
+            registry=own,
         )
         self.request_duration = Histogram(
             "homelab_http_request_duration_seconds",
             "API request latency.",
             ["method", "endpoint", "status"],
-            registry=self.registry,
+            registry=own,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
         )
         self.command_duration = Histogram(
             "homelab_command_duration_seconds",
             "Remote command duration, by action type.",
             ["action_type", "source"],
-            registry=self.registry,
+            registry=own,
             buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
         )
         self.alerts_received = Counter(
             "homelab_alerts_received",
-            "Alerts received on the Alertmanager webhook by this process, by alert status.",
+            "Alerts received on the Alertmanager webhook, by alert status.",
             ["status"],
-            registry=self.registry,
+            registry=own,
         )
         for status in AlertStatus:
             self.alerts_received.labels(status)  # both series exist from the start
@@ -269,11 +311,11 @@ class ControlMetrics:
         # and a flood of them must not fill the database).
         self.auth_failures = Counter(
             "homelab_auth_failures",
-            "Requests refused by this process for their API key: missing, invalid (unknown or "
-            "revoked), forbidden (a valid key outside its scope), not_bound (an agent key for "
-            "a server it may not speak for) or enroll_rate (past the hourly enrollments).",
+            "Requests refused for their API key: missing, invalid (unknown or revoked), "
+            "forbidden (a valid key outside its scope), not_bound (an agent key for a server "
+            "it may not speak for) or enroll_rate (past the hourly enrollments).",
             ["reason"],
-            registry=self.registry,
+            registry=own,
         )
         for reason in AUTH_FAILURE_REASONS:
             self.auth_failures.labels(reason)

@@ -6,6 +6,12 @@ against a throwaway PostgreSQL cluster this module starts in a temp directory.
 
 from __future__ import annotations
 
+import os
+
+# Before anything imports prometheus_client: a developer's shell must not put the suite's
+# in-process apps into multiprocess mode (shared metric files; control/metrics.py).
+os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+
 import pytest
 
 from control.config import load_settings

@@ -32,6 +32,10 @@ def health():
 
 @blp.get("/metrics")
 def metrics():
-    """Control's own metrics in the Prometheus text format."""
+    """Control's own metrics in the Prometheus text format.
+
+    Under `serve --workers` the registry sums every worker's counters from their shared
+    directory, so any worker's answer is the whole (control.metrics.ControlMetrics).
+    """
     registry = context.current().metrics.registry
     return generate_latest(registry), 200, {"Content-Type": CONTENT_TYPE_LATEST}
