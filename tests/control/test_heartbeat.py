@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import json
+from typing import Annotated
 
 import marshmallow as ma
 import msgspec
@@ -11,8 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from control.api import strict_json
 from control.api.agents import HeartbeatSchema
-from control.api.compiled import compile_schema
+from control.api.compiled import compile_schema, strict_type
 from control.fleet import heartbeats, offline
 from control.keys import create_key
 from control.models import MetricsSample, Server, utcnow
@@ -296,6 +299,59 @@ def agree(body) -> None:
     except (msgspec.ValidationError, ma.ValidationError):
         return  # marshmallow decides: the same 422 as ever
     assert fast == ma.Schema.load(HeartbeatSchema(), body)
+    agree_on_bytes(json.dumps(body).encode())
+
+
+ONE_PASS = HeartbeatSchema()  # built once: load_json compiles its decoder on first use
+
+
+def agree_on_bytes(raw: bytes) -> None:
+    """The one-pass read (`load_json`) refuses `raw`, or loads it as the exact path does:
+    `strict_json` then marshmallow."""
+    fast = ONE_PASS.load_json(raw)
+    if fast is not None:
+        assert fast == ma.Schema.load(HeartbeatSchema(), strict_json.loads(raw))
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # What msgspec skips unchecked in a key it ignores, and strict_json refuses (400).
+        b'{"server_id": "pi-1", "hostname": "pi", "timestamp": "2026-01-18T10:30:00Z", '
+        b'"surprise": ' + b"9" * 5000 + b"}",
+        b'{"server_id": "pi-1", "hostname": "pi", "timestamp": "2026-01-18T10:30:00Z", '
+        b'"surprise": "\xff"}',
+        b'{"server_id": "pi-1", "hostname": "pi", "timestamp": "2026-01-18T10:30:00Z", '
+        b'"metrics": {"cpu_percent": 1, "surprise": 1e999}}',
+        b'{"server_id": "pi-1", "hostname": "pi", "timestamp": "2026-01-18T10:30:00Z", '
+        b'"containers": [{"name": "web", "image": "x", "state": "running", "surprise": [[[]]]}]}',
+    ],
+)
+def test_the_one_pass_read_leaves_a_body_with_unknown_keys_to_the_exact_path(raw):
+    assert ONE_PASS.load_json(raw) is None
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"server_id": "pi-1", "hostname": "pi\xff", "timestamp": "2026-01-18T10:30:00Z"}',
+        b'{"server_id": "pi-1", "hostname": "\\ud800", "timestamp": "2026-01-18T10:30:00Z"}',
+        b'{"server_id": "pi-1", "hostname": "pi", "timestamp": "2026-01-18T10:30:00Z", '
+        b'"metrics": {"cpu_percent": NaN}}',
+        b'{"server_id": "pi-1", "hostname": "pi", "timestamp": "2026-01-18T10:30:00Z"} []',
+        b'[{"server_id": "pi-1", "hostname": "pi", "timestamp": "2026-01-18T10:30:00Z"}]',
+        b'{"server_id": "pi-1", "server_id": "PI", "hostname": "pi", "timestamp": "x"}',
+        b'{"server_id": "pi-1", "hostname": "pi", "timestamp": "2026-01-18T10:30:00Z", '
+        b'"metrics": {"memory_total_mb": ' + b"9" * 30 + b"}}",
+    ],
+)
+def test_the_one_pass_read_refuses_what_the_exact_path_refuses(raw):
+    assert ONE_PASS.load_json(raw) is None
+
+
+def test_the_one_pass_read_takes_a_well_formed_seed_002_heartbeat():
+    raw = json.dumps(SEED_002).encode()
+    assert ONE_PASS.load_json(raw) == ma.Schema.load(HeartbeatSchema(), SEED_002)
 
 
 def test_the_compiled_heartbeat_check_is_never_more_lenient_for_any_one_odd_value():
@@ -333,3 +389,30 @@ def test_a_rule_the_compiler_does_not_know_stops_it_instead_of_being_skipped(fie
     schema = ma.Schema.from_dict({"field": field})()
     with pytest.raises(TypeError):
         compile_schema(schema)
+
+
+class Renamed(msgspec.Struct, rename="camel"):
+    some_field: int
+
+
+class WithDefaults(msgspec.Struct):
+    name: Annotated[str, msgspec.Meta(max_length=3)]
+    tags: list[str] = msgspec.field(default_factory=list)
+    count: int = 0
+
+
+def test_a_strict_type_keeps_bounds_and_defaults_and_refuses_unknown_keys():
+    strict = strict_type(Annotated[list[WithDefaults], msgspec.Meta(max_length=2)] | None)
+    decode = msgspec.json.Decoder(strict).decode
+    assert msgspec.to_builtins(decode(b'[{"name": "abc"}]')) == [
+        {"name": "abc", "tags": [], "count": 0}
+    ]
+    assert decode(b"null") is None
+    for refused in (b'[{"name": "abcd"}]', b"[{}, {}, {}]", b'[{"name": "a", "x": 1}]'):
+        with pytest.raises(msgspec.ValidationError):
+            decode(refused)
+
+
+def test_a_struct_whose_wire_names_differ_is_not_made_strict():
+    with pytest.raises(TypeError, match="wire form"):
+        strict_type(list[Renamed])
