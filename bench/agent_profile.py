@@ -2,13 +2,14 @@
 
 In-process, with the agent's default collectors (or the given flags), no HTTP:
 
-- CPU per scrape split into collect (every collector, the agent's own families and
-  prometheus_client's process collector), encode (exporter_agent.exposition) and gzip at the
+- CPU per scrape split into collect (every collector, the agent's own families and its
+  process_* collector), encode (exporter_agent.exposition) and gzip at the
   level the agent serves it with;
 - each collector's own median `collect()` time, slowest first;
 - cProfile of `--scrapes` scrapes, the top functions by own time;
-- RSS import by import in a fresh interpreter (what each import adds), and tracemalloc's
-  total of the Python heap after a few scrapes.
+- RSS import by import in a fresh interpreter (what each import adds: first the standard
+  modules the exporter needs, then the agent's, then what only the heartbeat imports), and
+  tracemalloc's total of the Python heap after the imports.
 
     .venv/bin/python bench/agent_profile.py [--scrapes 300] [agent flags, e.g.
         --no-collector.containers --no-collector.packages --no-collector.systemd]
@@ -30,18 +31,20 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from prometheus_client import disable_created_metrics  # noqa: E402
-
 from exporter_agent.collectors import build_collectors  # noqa: E402
 from exporter_agent.config import load_settings  # noqa: E402
 from exporter_agent.exporter import AgentCollector, build_registry  # noqa: E402
 from exporter_agent.exposition import encode  # noqa: E402
 
 GZIP_LEVEL = 6  # exporter_agent/server.py's
-# Imported one after another in a fresh interpreter: what each adds to the RSS.
-IMPORTS = ("prometheus_client", "psutil", "argparse", "ctypes", "logging",
-           "exporter_agent.collectors", "exporter_agent.exporter", "exporter_agent.server",
-           "exporter_agent.heartbeat", "exporter_agent.__main__")  # fmt: skip
+# Imported one after another in a fresh interpreter: what each adds to the RSS. The standard
+# modules the exporter needs (ssl comes with http.client, which wsgiref's server imports), the
+# agent's own, then what only the heartbeat path imports (__main__ imports those lazily).
+IMPORTS = ("ssl", "http.client", "wsgiref.simple_server", "logging", "argparse", "typing",
+           "ctypes", "subprocess", "exporter_agent.metrics", "exporter_agent.collectors",
+           "exporter_agent.config", "exporter_agent.exporter", "exporter_agent.server",
+           "exporter_agent.__main__", "urllib.request", "psutil",
+           "exporter_agent.heartbeat")  # fmt: skip
 RSS_PROBE = """
 import importlib, sys
 def rss():
@@ -68,7 +71,6 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scrapes", type=int, default=300)
     args, agent_flags = parser.parse_known_args()
-    disable_created_metrics()
     settings = load_settings(agent_flags, env={})
     collectors = build_collectors(settings.collectors, settings.collector_options)
     registry = build_registry(AgentCollector(collectors, "bench", None))

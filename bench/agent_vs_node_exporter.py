@@ -10,6 +10,9 @@ node_exporter's on the same collectors, <= 1.0x against its defaults; RSS <= 25 
 `--same-collectors` runs both with exactly the collectors they share (the agent's defaults
 that node_exporter also has; the agent's own containers, packages and systemd are off);
 without it each runs its defaults (node_exporter 1.5's are ~45 collectors).
+`--heartbeat` runs the agent as deployed, heartbeating every second to a stub control in this
+process (which answers 200), so its RSS includes the heartbeat's modules (urllib, psutil);
+without it the agent runs exporter-only, as node_exporter does.
 
     .venv/bin/python bench/agent_vs_node_exporter.py            # 1,000 scrapes each
     .venv/bin/python bench/agent_vs_node_exporter.py --smoke    # a few seconds, for CI
@@ -27,8 +30,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO
 
@@ -50,6 +55,34 @@ SAME_COLLECTORS = ("arp", "bonding", "conntrack", "cpu", "diskstats", "edac", "e
 # The agent's own default collectors, which node_exporter does not have (or, for systemd,
 # runs only when enabled): off in --same-collectors.
 AGENT_ONLY = ("containers", "packages", "systemd")
+
+
+class StubControl(ThreadingHTTPServer):
+    """Answers every heartbeat POST with 200, as control does for a known server; counts them."""
+
+    daemon_threads = True
+    heartbeats = 0
+
+    def __init__(self) -> None:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                body = json.dumps({"status": "ok", "server_registered": True}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                server.heartbeats += 1
+
+            def log_message(self, format: str, *args: object) -> None:
+                """Quiet: one heartbeat a second."""
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+        threading.Thread(target=self.serve_forever, daemon=True).start()
 
 
 def free_port() -> int:
@@ -148,13 +181,26 @@ class Target:
         }
 
 
-def run(scrapes: int, warmup: int, node_exporter: str, same_collectors: bool = False) -> dict:
+def run(
+    scrapes: int,
+    warmup: int,
+    node_exporter: str,
+    same_collectors: bool = False,
+    heartbeat: bool = False,
+) -> dict:
     """Start both exporters, scrape them alternately, and return both summaries and ratios."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOMELAB_")}
     env["PYTHONPATH"] = str(REPO)
     agent_port, node_port = free_port(), free_port()
     agent_argv = [sys.executable, "-m", "exporter_agent", "--listen-address", "127.0.0.1",
                   "--listen-port", str(agent_port)]  # fmt: skip
+    control = state_dir = None
+    if heartbeat:
+        control = StubControl()
+        state_dir = tempfile.TemporaryDirectory()  # cleaned up below
+        agent_argv += ["--control-url", control.url, "--server-id", "bench-box",
+                       "--interval", "1", "--state-dir", state_dir.name]  # fmt: skip
+        env["HOMELAB_API_KEY"] = "bench-agent-key"
     node_argv = [node_exporter, f"--web.listen-address=127.0.0.1:{node_port}"]
     if same_collectors:
         agent_argv += [f"--no-collector.{c}" for c in AGENT_ONLY]
@@ -187,6 +233,11 @@ def run(scrapes: int, warmup: int, node_exporter: str, same_collectors: bool = F
     finally:
         for target in targets:
             target.stop()
+        if control is not None:
+            control.shutdown()
+            control.server_close()
+        if state_dir is not None:
+            state_dir.cleanup()
     a, n = agent.summary(), node.summary()
     ratios = {key: a[key] / n[key] if n[key] else float("inf") for key in a if key != "scrapes"}
     latency_goal = GOAL_LATENCY_RATIO["same" if same_collectors else "defaults"]
@@ -200,6 +251,7 @@ def run(scrapes: int, warmup: int, node_exporter: str, same_collectors: bool = F
             "agent_rss_le_25mb": a["peak_rss_mb"] <= GOAL_RSS_MB,
         },
         "node_exporter_collectors": "the shared ones, on both" if same_collectors else "defaults",
+        "agent_heartbeats": control.heartbeats if control is not None else None,
         "cpus": os.cpu_count(),
         "python": sys.version.split()[0],
     }
@@ -217,6 +269,9 @@ def print_table(result: dict) -> None:
     print(f"{a['scrapes']} alternating scrapes each, {result['cpus']} CPUs, "
           f"Python {result['python']}, collectors: "
           f"{result['node_exporter_collectors']}")  # fmt: skip
+    if result["agent_heartbeats"] is not None:
+        print(f"agent heartbeating every 1 s to a stub control: "
+              f"{result['agent_heartbeats']} heartbeats accepted")  # fmt: skip
     print(f"{'':30} {'agent':>10} {'node_exp':>10} {'ratio':>8}")
     for label, key, fmt in rows:
         print(f"{label:30} {fmt.format(a[key]):>10} {fmt.format(n[key]):>10} {r[key]:>7.2f}x")
@@ -241,6 +296,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="run both with only the collectors they share (default: each its defaults)",
     )
+    parser.add_argument(
+        "--heartbeat",
+        action="store_true",
+        help="the agent also heartbeats every second to a stub control (as deployed)",
+    )
     args = parser.parse_args(argv)
     binary = args.node_exporter if os.access(args.node_exporter, os.X_OK) else None
     binary = binary or shutil.which("prometheus-node-exporter") or shutil.which("node_exporter")
@@ -248,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         print("node_exporter not found (apt install prometheus-node-exporter)", file=sys.stderr)
         return 2
     scrapes, warmup = (30, 3) if args.smoke else (args.scrapes, args.warmup)
-    result = run(scrapes, warmup, binary, args.same_collectors)
+    result = run(scrapes, warmup, binary, args.same_collectors, args.heartbeat)
     if args.json:
         print(json.dumps(result, indent=2))
     else:

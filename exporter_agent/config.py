@@ -11,8 +11,7 @@ import os
 import re
 import urllib.parse
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import NoReturn
+from typing import NamedTuple, NoReturn
 
 from exporter_agent.collectors import COLLECTORS, CollectorOptions, collector_options
 from exporter_agent.identity import default_state_dir
@@ -90,12 +89,11 @@ def collector_env(name: str) -> str:
     return "HOMELAB_COLLECTOR_" + name.upper()
 
 
-@dataclass(frozen=True)
-class Settings:
-    """The agent's validated settings."""
+class Settings(NamedTuple):
+    """The agent's validated settings (``repr`` leaves out the key and the password)."""
 
     control_url: str | None
-    api_key: str | None = field(repr=False)
+    api_key: str | None
     server_id: str | None
     state_dir: str
     listen_address: str
@@ -106,11 +104,17 @@ class Settings:
     tls_cert: str | None
     tls_key: str | None
     basic_auth_user: str | None
-    basic_auth_password: str | None = field(repr=False)
+    basic_auth_password: str | None
     commit_file: str | None
     log_level: str
     collectors: tuple[str, ...]
     collector_options: CollectorOptions
+
+    def __repr__(self) -> str:
+        secret = ("api_key", "basic_auth_password")
+        shown = (f"{name}={value!r}" for name, value in zip(self._fields, self, strict=True)
+                 if name not in secret)  # fmt: skip
+        return f"Settings({', '.join(shown)})"
 
 
 class _Parser(argparse.ArgumentParser):

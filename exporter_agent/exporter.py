@@ -8,19 +8,18 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import partial
 
-import psutil
-from prometheus_client import CollectorRegistry
-from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.process_collector import ProcessCollector
-
 from exporter_agent.collectors import Collector
 from exporter_agent.collectors.textfile import TextfileCollector
 from exporter_agent.heartbeat_state import HeartbeatState
+from exporter_agent.metrics import GaugeMetricFamily, Metric
+from exporter_agent.process import ProcessCollector
+from exporter_agent.registry import Registry
 
 log = logging.getLogger(__name__)
 
-# What a broken data source raises; anything else is a bug and should surface loudly.
-COLLECT_ERRORS = (OSError, ValueError, subprocess.SubprocessError, psutil.Error)
+# What a broken data source raises; anything else is a bug and should surface loudly. (No
+# collector reads through psutil: the heartbeat alone imports it.)
+COLLECT_ERRORS = (OSError, ValueError, subprocess.SubprocessError)
 
 
 class AgentCollector:
@@ -168,7 +167,8 @@ UNLIMITED_BYTES = float(2**64 - 1)
 
 class AddressSpaceLimitCollector:
     """``process_virtual_memory_max_bytes``, the one process series of node_exporter (Go's
-    client) that prometheus-client's ProcessCollector lacks; "Node Exporter Full" graphs it."""
+    client) that prometheus-client's ProcessCollector (and ours, process.py) lacks; "Node
+    Exporter Full" graphs it."""
 
     def __init__(self, getrlimit: Callable[[int], tuple[int, int]] = resource.getrlimit) -> None:
         self._getrlimit = getrlimit
@@ -183,11 +183,11 @@ class AddressSpaceLimitCollector:
         )
 
 
-def build_registry(agent: AgentCollector, process_metrics: bool = True) -> CollectorRegistry:
+def build_registry(agent: AgentCollector, process_metrics: bool = True) -> Registry:
     """Return a fresh registry holding the agent collector (and process_* metrics)."""
-    registry = CollectorRegistry(auto_describe=False)
+    registry = Registry()
     registry.register(agent)
     if process_metrics:
-        ProcessCollector(registry=registry)
+        registry.register(ProcessCollector())
         registry.register(AddressSpaceLimitCollector())
     return registry

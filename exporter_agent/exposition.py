@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from prometheus_client.core import Metric
-from prometheus_client.utils import floatToGoString
+from exporter_agent.metrics import Metric
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -22,6 +21,8 @@ _DROPPED_SUFFIXES = ("_created", "_gsum", "_gcount")  # OpenMetrics-only samples
 # so textfile families that come and go cannot grow it without end.
 _HEADERS: dict[tuple[str, str, str], tuple[str, tuple[str, ...]]] = {}
 _MAX_HEADERS = 4096
+# How Go (and prometheus_client's floatToGoString) writes the values repr writes as these.
+_GO_SPECIALS = {"inf": "+Inf", "-inf": "-Inf", "nan": "NaN"}
 
 
 def _escape_value(value: str) -> str:
@@ -40,7 +41,7 @@ def go_float(value: float) -> str:
         value = float(value)
     text = repr(value)
     if text[-1] in "fn":  # inf, -inf, nan
-        return floatToGoString(value)
+        return _GO_SPECIALS[text]
     dot = text.find(".")
     if dot > 6 and value > 0:
         mantissa = f"{text[0]}.{text[1:dot]}{text[dot + 1 :]}".rstrip("0.")

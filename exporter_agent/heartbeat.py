@@ -20,10 +20,9 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.client import HTTPException
-from typing import Any
+from typing import Any, NamedTuple
 
 from exporter_agent.heartbeat_state import HeartbeatState
 from exporter_agent.identity import Identity
@@ -46,8 +45,7 @@ class Outcome(enum.Enum):
     REJECTED = "rejected"  # any other 4xx: the payload or URL is wrong
 
 
-@dataclass(frozen=True)
-class Result:
+class Result(NamedTuple):
     """One heartbeat attempt: outcome, HTTP status (None without a response) and details."""
 
     outcome: Outcome

@@ -23,7 +23,6 @@ import json
 import logging
 import os
 import re
-import secrets
 import stat
 import threading
 from collections.abc import Mapping
@@ -36,6 +35,9 @@ ENROLLMENT_FILE = "enrollment.json"
 AGENT_KEY = re.compile(r"hlc_[A-Za-z0-9_-]{43}", re.ASCII)
 # Far more than a server id and a key need; a bigger file is not ours.
 MAX_FILE_BYTES = 4096
+# Temporary names need only be unguessable: os.urandom, which secrets.token_hex reads, without
+# secrets' import of hmac and hashlib (~0.5 MB of OpenSSL state in every agent).
+_TOKEN_BYTES = 8
 _PRIVATE_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -97,7 +99,7 @@ class Identity:
         try:
             self._dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             # Actually write: a read-only filesystem, a full disk or a foreign owner all show.
-            probe = self._dir / f".probe.{secrets.token_hex(8)}"
+            probe = self._dir / f".probe.{os.urandom(_TOKEN_BYTES).hex()}"
             os.close(os.open(probe, _PRIVATE_CREATE, 0o600))
             probe.unlink()
         except OSError as exc:
@@ -194,7 +196,7 @@ class Identity:
         """
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         data = json.dumps({"server_id": self._server_id, "agent_key": key}).encode() + b"\n"
-        temporary = path.parent / f".{path.name}.{secrets.token_hex(8)}"
+        temporary = path.parent / f".{path.name}.{os.urandom(_TOKEN_BYTES).hex()}"
         fd = os.open(temporary, _PRIVATE_CREATE, 0o600)
         try:
             with os.fdopen(fd, "wb") as handle:

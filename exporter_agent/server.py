@@ -2,7 +2,6 @@
 
 import base64
 import gzip
-import hmac
 import logging
 import socket
 import socketserver
@@ -13,10 +12,8 @@ from socketserver import ThreadingMixIn
 from typing import Any, cast
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import gzip_accepted
-
 from exporter_agent.exposition import CONTENT_TYPE, encode
+from exporter_agent.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +46,11 @@ class BasicAuth:
     """Checks an HTTP ``Authorization: Basic`` header against one user and password."""
 
     def __init__(self, user: str, password: str) -> None:
+        # Imported only with basic auth configured: hmac brings hashlib and its OpenSSL
+        # state, ~0.5 MB the agent otherwise does without.
+        import hmac
+
+        self._compare = hmac.compare_digest
         self._expected = f"{user}:{password}".encode()
 
     def allows(self, header: str | None) -> bool:
@@ -59,10 +61,17 @@ class BasicAuth:
             supplied = base64.b64decode(header[6:].strip(), validate=True)
         except ValueError:
             return False
-        return hmac.compare_digest(supplied, self._expected)
+        return self._compare(supplied, self._expected)
 
 
-def _metrics(registry: CollectorRegistry, environ: dict, start_response: StartResponse):
+def gzip_accepted(accept_encoding: str) -> bool:
+    """Whether an ``Accept-Encoding`` header lists gzip (any q, as prometheus_client reads it)."""
+    return any(
+        coding.split(";")[0].strip().lower() == "gzip" for coding in accept_encoding.split(",")
+    )
+
+
+def _metrics(registry: Registry, environ: dict, start_response: StartResponse):
     """One scrape: text format 0.0.4 (as node_exporter serves by default), gzip on request.
 
     Prometheus accepts the text format, and it costs less than OpenMetrics to produce.
@@ -77,7 +86,7 @@ def _metrics(registry: CollectorRegistry, environ: dict, start_response: StartRe
     return [b"" if environ.get("REQUEST_METHOD") == "HEAD" else body]
 
 
-def make_app(registry: CollectorRegistry, auth: BasicAuth | None = None) -> Callable:
+def make_app(registry: Registry, auth: BasicAuth | None = None) -> Callable:
     """Return the agent's WSGI app: ``/metrics`` (gzip on request), ``/``, 404 elsewhere."""
 
     def app(environ: dict, start_response: StartResponse) -> Iterable[bytes]:

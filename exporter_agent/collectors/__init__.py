@@ -9,10 +9,8 @@ to the parser. Names follow node_exporter's collectors so the same flags mean th
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
-
-from prometheus_client.core import Metric
+from types import MappingProxyType
+from typing import Any, NamedTuple, Protocol
 
 from exporter_agent.collectors import (
     arp,
@@ -48,18 +46,18 @@ from exporter_agent.collectors.thermal_zone import ThermalZoneCollector
 from exporter_agent.collectors.udp_queues import UdpQueuesCollector
 from exporter_agent.collectors.uname import UnameCollector
 from exporter_agent.collectors.util import DeviceFilter
+from exporter_agent.metrics import Metric
 from exporter_agent.options import Option
 
 
 class Collector(Protocol):
-    """Anything with a ``collect()`` that yields prometheus_client metric families."""
+    """Anything with a ``collect()`` that yields metric families (``exporter_agent.metrics``)."""
 
     def collect(self) -> Iterable[Metric]:
         """Yield this scrape's metric families; raise OSError/ValueError when the source fails."""
 
 
-@dataclass(frozen=True)
-class CollectorOptions:
+class CollectorOptions(NamedTuple):
     """Where collectors read from, what each collector's own options say, and the data sources.
 
     ``values`` maps a collector option's ``dest`` to its value; a missing one takes the
@@ -70,7 +68,7 @@ class CollectorOptions:
     procfs: str = "/proc"
     sysfs: str = "/sys"
     rootfs: str = "/"
-    values: Mapping[str, Any] = field(default_factory=dict)
+    values: Mapping[str, Any] = MappingProxyType({})
     statvfs: Callable[[str], os.statvfs_result] = os.statvfs
     uname: Callable[[], os.uname_result] = os.uname
     clock: Callable[[], float] = time.time
@@ -83,15 +81,14 @@ class CollectorOptions:
     packages_path: str | None = None
     # adjtimex(2) for the timex collector, and the page size sockstat turns pages into bytes with.
     adjtimex: Callable[[], tuple[int, timex.Timex]] = timex.adjtimex
-    page_size: int = field(default_factory=lambda: os.sysconf("SC_PAGE_SIZE"))
+    page_size: int = os.sysconf("SC_PAGE_SIZE")
 
     def value(self, option: Option) -> Any:
         """Return the value of a collector's ``option``: the configured one, else its default."""
         return self.values.get(option.dest, option.default)
 
 
-@dataclass(frozen=True)
-class CollectorSpec:
+class CollectorSpec(NamedTuple):
     """One row of the table: a collector's name, default state, help, factory and options."""
 
     name: str

@@ -4,9 +4,8 @@ import os
 from collections import Counter
 from collections.abc import Iterator
 
-from prometheus_client.core import GaugeMetricFamily, Metric
-
 from exporter_agent.collectors.util import DeviceFilter, read_text
+from exporter_agent.metrics import GaugeMetricFamily, Metric
 from exporter_agent.options import Option, regex
 
 DEVICE_INCLUDE = Option(

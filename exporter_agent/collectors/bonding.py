@@ -10,9 +10,8 @@ for hwmon. A listed master or slave whose files cannot be read fails the collect
 import os
 from collections.abc import Iterator
 
-from prometheus_client.core import GaugeMetricFamily, Metric
-
 from exporter_agent.collectors.sysfs import read_value
+from exporter_agent.metrics import GaugeMetricFamily, Metric
 
 
 class BondingCollector:

@@ -5,9 +5,8 @@ import os
 import time
 from collections.abc import Callable, Iterator
 
-from prometheus_client.core import GaugeMetricFamily, Metric
-
 from exporter_agent.collectors.util import read_stripped
+from exporter_agent.metrics import GaugeMetricFamily, Metric
 
 CLOCKSOURCE_DIR = "devices/system/clocksource"
 

@@ -9,9 +9,8 @@ node_exporter's ``success 0`` too.
 import os
 from collections.abc import Iterator
 
-from prometheus_client.core import GaugeMetricFamily, Metric
-
 from exporter_agent.collectors.util import read_stripped, read_text
+from exporter_agent.metrics import GaugeMetricFamily, Metric
 
 # Column of /proc/net/stat/nf_conntrack -> (metric name suffix, help).
 STATS = {

@@ -36,8 +36,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-
+from exporter_agent.metrics import CounterMetricFamily, GaugeMetricFamily, Metric
 from exporter_agent.options import Option
 
 log = logging.getLogger(__name__)

@@ -3,9 +3,8 @@
 import os
 from collections.abc import Iterator
 
-from prometheus_client.core import CounterMetricFamily, Metric
-
 from exporter_agent.collectors.util import read_text
+from exporter_agent.metrics import CounterMetricFamily, Metric
 
 # Kernel USER_HZ: /proc/stat counts in 1/100 s on every Linux architecture.
 USER_HZ = 100.0

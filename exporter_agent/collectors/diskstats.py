@@ -3,9 +3,8 @@
 import os
 from collections.abc import Iterator
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-
 from exporter_agent.collectors.util import DeviceFilter, read_text
+from exporter_agent.metrics import CounterMetricFamily, GaugeMetricFamily, Metric
 from exporter_agent.options import Option, regex
 
 # node_exporter reports bytes from 512-byte sectors whatever the device's sector size.

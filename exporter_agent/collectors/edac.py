@@ -9,9 +9,8 @@ exports nothing; a controller whose counters cannot be read fails the collector.
 import os
 from collections.abc import Iterator
 
-from prometheus_client.core import CounterMetricFamily, Metric
-
 from exporter_agent.collectors.sysfs import read_value
+from exporter_agent.metrics import CounterMetricFamily, Metric
 
 DIGITS = "0123456789"
 

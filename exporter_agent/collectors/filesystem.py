@@ -6,9 +6,8 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
-from prometheus_client.core import GaugeMetricFamily, Metric
-
 from exporter_agent.collectors.util import read_text
+from exporter_agent.metrics import GaugeMetricFamily, Metric
 from exporter_agent.options import Option, regex
 
 # node_exporter 1.5's upstream defaults (Debian's build also hides /run, /mnt and /media;

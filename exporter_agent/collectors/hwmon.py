@@ -15,10 +15,9 @@ import os
 import re
 from collections.abc import Callable, Iterator
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-
 from exporter_agent.collectors.sysfs import read_value
 from exporter_agent.collectors.util import read_stripped
+from exporter_agent.metrics import CounterMetricFamily, GaugeMetricFamily, Metric
 
 _INVALID = re.compile(r"[^a-z0-9:_]")
 SENSOR_TYPES = frozenset(

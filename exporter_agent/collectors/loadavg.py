@@ -3,9 +3,8 @@
 import os
 from collections.abc import Iterator
 
-from prometheus_client.core import GaugeMetricFamily, Metric
-
 from exporter_agent.collectors.util import read_text
+from exporter_agent.metrics import GaugeMetricFamily, Metric
 
 
 class LoadavgCollector:

@@ -12,9 +12,8 @@ import os
 from collections.abc import Iterator
 from typing import NamedTuple
 
-from prometheus_client.core import GaugeMetricFamily, Metric
-
 from exporter_agent.collectors.util import read_text
+from exporter_agent.metrics import GaugeMetricFamily, Metric
 
 # node_md_state's state label, and the activity state of the parse that sets it to 1.
 STATES = (

@@ -4,9 +4,8 @@ import os
 import re
 from collections.abc import Iterator
 
-from prometheus_client.core import GaugeMetricFamily, Metric
-
 from exporter_agent.collectors.util import read_text
+from exporter_agent.metrics import GaugeMetricFamily, Metric
 
 _PARENS = re.compile(r"\((.*)\)")
 # The kernel's field names never change while it runs: node_exporter's key for each raw

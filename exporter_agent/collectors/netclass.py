@@ -12,10 +12,9 @@ collector still succeeds.
 import os
 from collections.abc import Iterator
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-
 from exporter_agent.collectors.sysfs import parse_int, read_optional
 from exporter_agent.collectors.util import DeviceFilter
+from exporter_agent.metrics import CounterMetricFamily, GaugeMetricFamily, Metric
 from exporter_agent.options import Option, regex
 
 DEFAULT_IGNORED_DEVICES = "^$"  # node_exporter's default: every device

@@ -3,9 +3,8 @@
 import os
 from collections.abc import Iterator
 
-from prometheus_client.core import CounterMetricFamily, Metric
-
 from exporter_agent.collectors.util import DeviceFilter, read_text
+from exporter_agent.metrics import CounterMetricFamily, Metric
 from exporter_agent.options import Option, regex
 
 RECEIVE = ("bytes", "packets", "errs", "drop", "fifo", "frame", "compressed", "multicast")

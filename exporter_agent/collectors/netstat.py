@@ -9,9 +9,8 @@ import os
 import re
 from collections.abc import Iterator
 
-from prometheus_client.core import Metric, UnknownMetricFamily
-
 from exporter_agent.collectors.util import read_text
+from exporter_agent.metrics import Metric, UnknownMetricFamily
 from exporter_agent.options import Option, regex
 
 # node_exporter 1.5's default, as Debian 12 ships it.

@@ -4,9 +4,8 @@ import os
 import re
 from collections.abc import Iterator
 
-from prometheus_client.core import GaugeMetricFamily, Metric
-
 from exporter_agent.collectors.util import read_text
+from exporter_agent.metrics import GaugeMetricFamily, Metric
 
 INFO_FIELDS = {
     "build_id": "BUILD_ID",

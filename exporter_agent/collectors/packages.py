@@ -34,10 +34,9 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
-from prometheus_client.core import GaugeMetricFamily, Metric
+from exporter_agent.metrics import GaugeMetricFamily, Metric
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +57,7 @@ _APT_INST = re.compile(r"Inst (\S+)(?: \[[^\]]*\])? \((\S+)(.*) \[([^\]\s]*)\]\)
 _NEVRA = re.compile(r"\S+-[^-\s]+-[^-\s]+\.[A-Za-z0-9_]+")
 
 
-@dataclass(frozen=True)
-class PackageCheck:
+class PackageCheck(NamedTuple):
     """One successful check: pending upgrades by label values, counts, reboot flag, time."""
 
     manager: str  # "apt" or "dnf"

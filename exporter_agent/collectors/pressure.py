@@ -8,9 +8,8 @@ seconds: cpu some; io and memory some and full; irq full (kernel 6.1+, node_expo
 import os
 from collections.abc import Iterator
 
-from prometheus_client.core import CounterMetricFamily, Metric
-
 from exporter_agent.collectors.util import read_text
+from exporter_agent.metrics import CounterMetricFamily, Metric
 
 # (resource, line) -> (metric name, help), in node_exporter's order.
 SERIES = {

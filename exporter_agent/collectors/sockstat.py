@@ -3,9 +3,8 @@
 import os
 from collections.abc import Iterator
 
-from prometheus_client.core import GaugeMetricFamily, Metric
-
 from exporter_agent.collectors.util import read_text
+from exporter_agent.metrics import GaugeMetricFamily, Metric
 
 # The per-protocol fields node_exporter exports, in its order; others are ignored as it does.
 FIELDS = ("inuse", "orphan", "tw", "alloc", "mem", "memory")

@@ -3,9 +3,8 @@
 import os
 from collections.abc import Iterator
 
-from prometheus_client.core import CounterMetricFamily, Metric
-
 from exporter_agent.collectors.util import read_text
+from exporter_agent.metrics import CounterMetricFamily, Metric
 
 # Columns (hex): 0 processed, 1 dropped, 2 time_squeezed, ..., 12 CPU index (kernel 5.10+).
 CPU_INDEX_COLUMN = 12

@@ -3,9 +3,8 @@
 import os
 from collections.abc import Iterator
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-
 from exporter_agent.collectors.util import read_text
+from exporter_agent.metrics import CounterMetricFamily, GaugeMetricFamily, Metric
 
 # /proc/stat key -> (metric name, help, is_counter)
 FIELDS = {

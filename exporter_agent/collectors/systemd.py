@@ -11,8 +11,7 @@ import re
 import subprocess
 from collections.abc import Callable, Iterator, Sequence
 
-from prometheus_client.core import GaugeMetricFamily, Metric
-
+from exporter_agent.metrics import GaugeMetricFamily, Metric
 from exporter_agent.options import UNIT_NAME, Option, unit_names
 
 STATES = ("activating", "active", "deactivating", "failed", "inactive")

@@ -19,7 +19,10 @@ Unlike it:
   error set, so a runaway script or a FIFO cannot stall or bloat the scrape;
 * a file is parsed again only when it changes (inode, size or mtime), not every scrape;
 * a counter written without the ``_total`` suffix keeps its name but is exported untyped,
-  since prometheus-client's data model has no counter without ``_total``.
+  since the data model (prometheus_client's, ``exporter_agent.metrics``) has no counter
+  without ``_total``;
+* a metric or label name outside Prometheus's ASCII names (a quoted UTF-8 name) is refused,
+  as node_exporter 1.5 refuses it (``collectors/textformat.py`` says how it reads a file).
 """
 
 import glob
@@ -27,17 +30,16 @@ import logging
 import os
 import stat
 from collections.abc import Container, Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
-from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.parser import text_string_to_metric_families
-
+from exporter_agent.collectors.textformat import parse_families
+from exporter_agent.metrics import GaugeMetricFamily, Metric
 from exporter_agent.options import Option
 
 log = logging.getLogger(__name__)
 
 MAX_FILE_BYTES = 1024 * 1024
-# Types text format 0.0.4 knows; prometheus-client calls untyped "unknown".
+# Types text format 0.0.4 knows; the data model calls untyped "unknown".
 TEXT_TYPES = frozenset(("counter", "gauge", "summary", "histogram", "unknown"))
 # Families the agent always exports itself, besides whatever the other collectors yield.
 RESERVED_PREFIXES = ("homelab_agent_", "node_scrape_collector_", "node_textfile_", "process_")
@@ -58,8 +60,7 @@ class TextfileError(ValueError):
     """A ``*.prom`` file that cannot be exported; the message names the file and why."""
 
 
-@dataclass(frozen=True)
-class ParsedFile:
+class ParsedFile(NamedTuple):
     """One file's families, and what identifies the version of the file they came from."""
 
     key: tuple[int, int, int, int]  # device, inode, size, mtime in ns
@@ -75,7 +76,7 @@ def parse_textfile(text: str, path: str) -> list[Metric]:
     for what node_exporter refuses (a syntax error, a timestamp, an unknown TYPE).
     """
     try:
-        parsed = list(text_string_to_metric_families(text))
+        parsed = parse_families(text)
     except ValueError as exc:
         raise TextfileError(f"failed to parse textfile data from {path!r}: {exc}") from None
     written = _sample_names(text)

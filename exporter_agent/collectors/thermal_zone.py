@@ -11,9 +11,8 @@ import os
 import re
 from collections.abc import Iterator
 
-from prometheus_client.core import GaugeMetricFamily, Metric
-
 from exporter_agent.collectors.util import read_stripped
+from exporter_agent.metrics import GaugeMetricFamily, Metric
 
 _ZONE_DIR = re.compile(r"thermal_zone([0-9]+)")
 _MILLIDEGREES = re.compile(r"-?[0-9]{1,12}")

@@ -3,9 +3,8 @@
 import os
 from collections.abc import Callable, Iterator
 
-from prometheus_client.core import GaugeMetricFamily, Metric
-
 from exporter_agent.collectors.util import read_stripped
+from exporter_agent.metrics import GaugeMetricFamily, Metric
 
 LABELS = ("domainname", "machine", "nodename", "release", "sysname", "version")
 

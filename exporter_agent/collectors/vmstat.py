@@ -4,9 +4,8 @@ import os
 import re
 from collections.abc import Iterator
 
-from prometheus_client.core import Metric, UnknownMetricFamily
-
 from exporter_agent.collectors.util import read_text
+from exporter_agent.metrics import Metric, UnknownMetricFamily
 from exporter_agent.options import Option, regex
 
 DEFAULT_FIELDS = "^(oom_kill|pgpg|pswp|pg.*fault).*"

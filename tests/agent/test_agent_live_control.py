@@ -59,7 +59,8 @@ def test_agent_registers_and_goes_online(start_agent, control, keys):
     assert body["agent_version"]
     assert body["kernel_version"] and body["architecture"]
     assert body["latest_metrics"]["memory_total_mb"] > 0
-    assert "newly registered: True" in agent.log()
+    # The agent logs the answer after control has stored the heartbeat: wait for the line.
+    wait_until(lambda: "newly registered: True" in agent.log())
     metrics = http_get(agent.url + "/metrics")[2].decode()
     assert "homelab_agent_heartbeat_success 1.0" in metrics
 
