@@ -1,7 +1,8 @@
 """Schema creation and upgrades, run at every start-up so no one runs a manual step.
 
 The mechanism: a one-row `schema_version` table. A fresh database gets every table from the
-current models and the latest version number. An existing one gets each step in `MIGRATIONS`
+current models (plus what models cannot say: the open-action index and the row-version
+trigger) and the latest version number. An existing one gets each step in `MIGRATIONS`
 above its stored version, in order, inside one transaction. To change the schema: edit the
 model, then append a step here that brings an old database to the same shape (with
 `playhouse.migrate`), so nobody ever has to delete their data.
@@ -52,6 +53,33 @@ OPEN_ACTION_INDEX = (
     "(server_id, action_type, parameters) "
     "WHERE status IN ('pending', 'approved', 'executing')"
 )
+
+
+# Every UPDATE of a server row bumps its `row_version`, whoever writes it (heartbeats, the
+# group-commit writer, the API, the scheduler, the CLI, another worker process, raw SQL), so
+# GET /servers can trust a rendered row while its version is unchanged
+# (control/api/server_list_cache.py). PostgreSQL sets the new row's value before it is
+# written. SQLite cannot change NEW, so it updates the row again after the update; the guard
+# lets that second update through without firing again even if recursive triggers were on, and
+# bumps past a writer that wrote back an older value (a whole-row save of a stale copy).
+PG_ROW_VERSION_TRIGGER = (
+    "CREATE OR REPLACE FUNCTION server_row_version_bump() RETURNS trigger "
+    "LANGUAGE plpgsql AS $$ BEGIN NEW.row_version := OLD.row_version + 1; RETURN NEW; END $$",
+    'DROP TRIGGER IF EXISTS server_row_version ON "server"',
+    'CREATE TRIGGER server_row_version BEFORE UPDATE ON "server" '
+    "FOR EACH ROW EXECUTE FUNCTION server_row_version_bump()",
+)
+SQLITE_ROW_VERSION_TRIGGER = (
+    'CREATE TRIGGER IF NOT EXISTS server_row_version AFTER UPDATE ON "server" '
+    "FOR EACH ROW WHEN NEW.row_version <= OLD.row_version BEGIN "
+    'UPDATE "server" SET row_version = OLD.row_version + 1 WHERE id = NEW.id; END',
+)
+
+
+def create_row_version_trigger() -> None:
+    """Install (or replace) the trigger that bumps `server.row_version` on every update."""
+    for statement in SQLITE_ROW_VERSION_TRIGGER if is_sqlite() else PG_ROW_VERSION_TRIGGER:
+        db.execute_sql(statement)
 
 
 def _add_not_null_column(table: str, column: str, sql_type: str, default: str) -> None:
@@ -196,6 +224,17 @@ def _v9_notifications(migrator: SchemaMigrator) -> None:
     db.create_tables([Notification, NotificationTally], safe=True)
 
 
+def _v10_row_version(migrator: SchemaMigrator) -> None:
+    """Version 10: `server.row_version`, bumped by a trigger on every update of the row.
+
+    Idempotent, so a database taken back to an older version number with the column and the
+    trigger still in place (the migration tests do) comes forward again.
+    """
+    if "row_version" not in {column.name for column in db.get_columns("server")}:
+        _add_not_null_column("server", "row_version", "INTEGER", "0")
+    create_row_version_trigger()
+
+
 # Each step takes a SchemaMigrator; step N brings version N-1 to version N.
 # Version 1 is the initial schema (servers, samples, events, keys, scheduler rows).
 MIGRATIONS: list[Callable[[SchemaMigrator], None]] = [
@@ -207,6 +246,7 @@ MIGRATIONS: list[Callable[[SchemaMigrator], None]] = [
     _v7_ssh_address,
     _v8_device_health,
     _v9_notifications,
+    _v10_row_version,
 ]
 LATEST_VERSION = 1 + len(MIGRATIONS)
 MIGRATION_LOCK_ID = 0x484F4D45  # arbitrary, constant: "HOME"
@@ -223,6 +263,7 @@ def migrate() -> int:
         if row is None:
             db.create_tables(ALL_MODELS, safe=True)
             db.execute_sql(OPEN_ACTION_INDEX)
+            create_row_version_trigger()  # the models cannot say it
             SchemaVersion.create(id=1, version=LATEST_VERSION)
             current = LATEST_VERSION
         else:

@@ -95,6 +95,10 @@ class Server(BaseModel):
     last_seen = pw.DateTimeField(null=True)
     created_at = pw.DateTimeField(default=utcnow)
     updated_at = pw.DateTimeField(default=utcnow)
+    # Bumped by a database trigger on every UPDATE of the row, whoever writes it (see
+    # control.migrations.create_row_version_trigger): GET /servers reuses a server's
+    # rendered JSON while it is unchanged. Never set it from Python.
+    row_version = pw.IntegerField(default=0, constraints=[pw.SQL("DEFAULT 0")])
 
     class Meta:
         indexes = ((("status", "last_seen"), False),)

@@ -240,10 +240,10 @@ assert _ROW == (
     "created_at", "updated_at", "role", "branch", "segment", "update_enabled", "version_lock",
     "metadata", "current_commit_hash", "packages", "health", "health_reasons",
     "health_changed_at", "manual_health", "manual_health_reason", "manual_health_by",
-    "id", "timestamp", "received_at", "cpu_percent", "memory_percent", "memory_total_mb",
-    "memory_used_mb", "disk_percent", "disk_total_gb", "disk_used_gb", "network_rx_bytes",
-    "network_tx_bytes", "load_1m", "load_5m", "load_15m", "uptime_seconds", "temperature",
-    "containers_running", "containers_failed", "total",
+    "row_version", "id", "timestamp", "received_at", "cpu_percent", "memory_percent",
+    "memory_total_mb", "memory_used_mb", "disk_percent", "disk_total_gb", "disk_used_gb",
+    "network_rx_bytes", "network_tx_bytes", "load_1m", "load_5m", "load_15m", "uptime_seconds",
+    "temperature", "containers_running", "containers_failed", "total",
 ), "server_rows_to_json unpacks list_server_rows' columns in this order"  # fmt: skip
 
 
@@ -265,10 +265,10 @@ def server_rows_to_json(rows: list[tuple]) -> list[dict[str, Any]]:
         metrics_port, tags, is_paused, paused_at, last_seen, created_at, updated_at, role,
         branch, segment, update_enabled, version_lock, metadata, current_commit_hash, packages,
         health, health_reasons, health_changed_at, manual_health, manual_health_reason,
-        manual_health_by, sample_id, timestamp, received_at, cpu_percent, memory_percent,
-        memory_total_mb, memory_used_mb, disk_percent, disk_total_gb, disk_used_gb,
-        network_rx_bytes, network_tx_bytes, load_1m, load_5m, load_15m, uptime_seconds,
-        temperature, containers_running, containers_failed, _total,
+        manual_health_by, _row_version, sample_id, timestamp, received_at, cpu_percent,
+        memory_percent, memory_total_mb, memory_used_mb, disk_percent, disk_total_gb,
+        disk_used_gb, network_rx_bytes, network_tx_bytes, load_1m, load_5m, load_15m,
+        uptime_seconds, temperature, containers_running, containers_failed, _total,
     ) in rows:  # fmt: skip
         append({
             "id": id_, "hostname": hostname, "display_name": display_name,

@@ -13,6 +13,7 @@ from control import context
 from control.api.auth import authenticate, require
 from control.api.base import Blueprint
 from control.api.paging import PageQuerySchema, page
+from control.api.server_list_cache import server_list_cache
 from control.api.server_schemas import (
     ManualHealthSchema,
     ServerCreateSchema,
@@ -21,7 +22,6 @@ from control.api.server_schemas import (
     ServerQuerySchema,
     ServerUpdateSchema,
     UpdatePageSchema,
-    server_rows_to_json,
 )
 from control.fleet import enrollment, maintenance, servers, updates
 from control.fleet.health import Thresholds
@@ -48,10 +48,11 @@ class Servers(MethodView):
     @blp.response(200, ServerPageSchema)
     def get(self, query):
         """List servers with their latest metrics; filter by status, health, tag, role, segment"""
-        rows, total = servers.list_server_rows(**query)
-        # Built by hand for speed (see server_rows_to_json), so returned as a ready response.
-        body = page("servers", (server_rows_to_json(rows), total), query)
-        return current_app.json.response(body)
+        filters = {k: v for k, v in query.items() if k not in ("limit", "offset")}
+        # Each server's JSON is built by hand for speed (server_rows_to_json) and reused while
+        # its row is unchanged (server_list_cache), so this returns a ready response.
+        found = server_list_cache(current_app).listing(filters, query["limit"], query["offset"])
+        return current_app.json.response(page("servers", found, query))
 
     @require("write")
     @blp.arguments(ServerCreateSchema)

@@ -5,7 +5,9 @@ Inputs are already validated by the API's schemas; nothing here touches Flask.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import peewee as pw
@@ -97,6 +99,7 @@ def _filtered(
 
 # Everything but the containers and services lists (up to 500 and 256 items a server: the
 # list of 10,000 servers would run to hundreds of megabytes); GET /servers/{id} has them.
+# `row_version` last: not shown, it tells the list's cache whether the row changed.
 SERVER_LIST_COLUMNS = (
     "id", "hostname", "display_name", "ip_address", "status", "tdp_watts", "ssh_port",
     "ssh_user", "ssh_address", "os_distribution", "os_version", "kernel_version", "architecture",
@@ -104,8 +107,55 @@ SERVER_LIST_COLUMNS = (
     "created_at", "updated_at", "role", "branch", "segment", "update_enabled", "version_lock",
     "metadata", "current_commit_hash", "packages", "health", "health_reasons",
     "health_changed_at", "manual_health", "manual_health_reason", "manual_health_by",
+    "row_version",
 )  # fmt: skip
 SAMPLE_LIST_COLUMNS = ("id", "timestamp", "received_at", *METRIC_FIELDS)
+# What says a listed row is unchanged: a server's `row_version` (bumped by a trigger on every
+# update), its `created_at` (a server deleted and registered again starts over at version 0)
+# and its newest sample's id as joined (NULL once retention deleted it, without any update of
+# the server row). `list_server_keys` returns (id, *ROW_KEY_COLUMNS) per server.
+ROW_KEY_COLUMNS = (("server", "row_version"), ("server", "created_at"), ("sample", "id"))
+BY_ID_CHUNK = 500  # ids per `WHERE id IN (...)`: far below either database's parameter limit
+
+ListFilters = dict[str, str | None]
+
+
+def _list_column(model: type[pw.Model], name: str) -> pw.Node:
+    """A listed column as the list reads it: times as text (see list_server_rows)."""
+    field = getattr(model, name)
+    return field.cast("text") if isinstance(field, pw.DateTimeField) else field
+
+
+def _with_latest_sample(columns: list[pw.Node]) -> pw.ModelSelect[Server]:
+    """`columns` of servers LEFT JOINed to their newest sample."""
+    return Server.select(*columns).join(
+        MetricsSample, pw.JOIN.LEFT_OUTER, on=(Server.latest_sample_id == MetricsSample.id)
+    )
+
+
+def _listed_page(
+    columns: list[pw.Node], filters: ListFilters, limit: int | None, offset: int
+) -> tuple[list[tuple[Any, ...]], int]:
+    """One page of `columns` (then the total) for the list's filters, in id order.
+
+    One statement: the total rides on every row as an uncorrelated subquery, which both
+    databases evaluate once. Only a page past the end (no row to carry it) counts again.
+    """
+    counted = _filtered(Server.select(pw.fn.COUNT(pw.SQL("*"))), **filters)
+    query = _filtered(_with_latest_sample([*columns, counted]), **filters)
+    query = query.order_by(Server.id).offset(offset)
+    if limit is not None:
+        query = query.limit(limit)
+    rows = db.execute_sql(*query.sql()).fetchall()
+    if rows:
+        return rows, rows[0][-1]
+    return rows, _filtered(Server.select(), **filters).count() if offset else 0
+
+
+def _row_columns() -> list[pw.Node]:
+    """The columns of a listed row: SERVER_LIST_COLUMNS then SAMPLE_LIST_COLUMNS."""
+    columns = [_list_column(Server, name) for name in SERVER_LIST_COLUMNS]
+    return columns + [_list_column(MetricsSample, name) for name in SAMPLE_LIST_COLUMNS]
 
 
 def list_server_rows(
@@ -124,32 +174,56 @@ def list_server_rows(
     (booleans may be 0/1), times as text in both databases (`YYYY-MM-DD HH:MM:SS[.ffffff]`),
     then the total. For the list endpoint: with 10,000 servers, peewee's and psycopg2's
     per-value conversions (datetimes above all) cost more than the query itself.
-
-    One statement: the total rides on every row as an uncorrelated subquery, which both
-    databases evaluate once. Only a page past the end (no row to carry it) counts again.
     """
-
-    def column(model: type[pw.Model], name: str) -> pw.Node:
-        field = getattr(model, name)
-        return field.cast("text") if isinstance(field, pw.DateTimeField) else field
-
     filters = {"status": status, "tag": tag, "health": health, "role": role, "segment": segment}
-    counted = _filtered(Server.select(pw.fn.COUNT(pw.SQL("*"))), **filters)
-    columns = [column(Server, name) for name in SERVER_LIST_COLUMNS]
-    columns += [column(MetricsSample, name) for name in SAMPLE_LIST_COLUMNS]
-    query = _filtered(
-        Server.select(*columns, counted).join(
-            MetricsSample, pw.JOIN.LEFT_OUTER, on=(Server.latest_sample_id == MetricsSample.id)
-        ),
-        **filters,
-    )
-    query = query.order_by(Server.id).offset(offset)
-    if limit is not None:
-        query = query.limit(limit)
-    rows = db.execute_sql(*query.sql()).fetchall()
-    if rows:
-        return rows, rows[0][-1]
-    return rows, _filtered(Server.select(), **filters).count() if offset else 0
+    return _listed_page(_row_columns(), filters, limit, offset)
+
+
+def list_server_keys(
+    *,
+    status: str | None = None,
+    tag: str | None = None,
+    health: str | None = None,
+    role: str | None = None,
+    segment: str | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+) -> tuple[list[tuple[Any, ...]], int]:
+    """The page `list_server_rows` would return, as keys only: (id, *ROW_KEY_COLUMNS) per
+    server, as list_server_rows' rows hold them, and how many match.
+
+    Reading four values a server instead of 55 is what makes a listing whose rows are
+    mostly cached cheap; a row is read in full only when its key changed.
+    """
+    filters = {"status": status, "tag": tag, "health": health, "role": role, "segment": segment}
+    models = {"server": Server, "sample": MetricsSample}
+    columns = [Server.id] + [_list_column(models[m], name) for m, name in ROW_KEY_COLUMNS]
+    rows, total = _listed_page(columns, filters, limit, offset)
+    return [row[:-1] for row in rows], total
+
+
+def server_rows_by_id(ids: list[str]) -> list[tuple[Any, ...]]:
+    """The listed rows of the servers `ids` (those that exist, in no particular order),
+    shaped as list_server_rows' rows with NULL for the total."""
+    rows: list[tuple[Any, ...]] = []
+    columns = [*_row_columns(), pw.SQL("NULL")]
+    for start in range(0, len(ids), BY_ID_CHUNK):
+        query = _with_latest_sample(columns).where(Server.id.in_(ids[start : start + BY_ID_CHUNK]))
+        rows += db.execute_sql(*query.sql()).fetchall()
+    return rows
+
+
+@contextlib.contextmanager
+def list_snapshot() -> Iterator[None]:
+    """A read-only transaction in which every statement sees the same snapshot, so a list's
+    keys and the rows then read for them agree (PostgreSQL's default isolation gives each
+    statement its own; a deferred SQLite transaction in WAL mode keeps its first one)."""
+    if is_sqlite():
+        with db.atomic():
+            yield
+    else:
+        with db.atomic(isolation_level="REPEATABLE READ"):
+            yield
 
 
 def get_server(server_id: str) -> Server:
