@@ -28,16 +28,19 @@ from control.jsonprovider import OPTIONS
 
 MIN_CAPACITY = 1000
 # Where a listed row holds its key, in servers.ROW_KEY_COLUMNS' order: the server's
-# row_version and created_at, and the joined sample's id (the first column after the server's).
+# row_version and created_at, and the joined sample's id (the first column after the server's)
+# for `latest_sample_id`: the same value while the sample exists. A pointer to a missing sample
+# (none is left so, see ROW_KEY_COLUMNS) would never match its key: that row is rendered again
+# each time, never served stale.
 _KEY_AT = (
     servers.SERVER_LIST_COLUMNS.index("row_version"),
     servers.SERVER_LIST_COLUMNS.index("created_at"),
     len(servers.SERVER_LIST_COLUMNS) + servers.SAMPLE_LIST_COLUMNS.index("id"),
 )
 assert servers.ROW_KEY_COLUMNS == (
-    ("server", "row_version"),
-    ("server", "created_at"),
-    ("sample", "id"),
+    "row_version",
+    "created_at",
+    "latest_sample_id",
 ), "_KEY_AT reads list_server_rows' rows in ROW_KEY_COLUMNS' order"
 _EXTENSION = "homelab.server_list_cache"
 

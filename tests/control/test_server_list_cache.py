@@ -300,3 +300,16 @@ def test_a_version_9_database_gains_the_row_version_and_its_trigger(app):
     assert Server.get_by_id("old").row_version == 0
     assert _bumps()
     assert migrations.migrate() == migrations.LATEST_VERSION  # again: nothing to do
+
+
+def test_retention_clears_the_pointer_to_a_newest_sample_it_deletes(client, auth, fleet):
+    before = {server.id: server.row_version for server in Server.select()}
+    retention.prune_history(1, now=utcnow() + dt.timedelta(days=30))
+    after = {server.id: (server.latest_sample_id, server.row_version) for server in Server.select()}
+    # a and b lost their newest sample: pointer cleared, so the version (the listing's key,
+    # read without the samples) moved; c had none and was not touched.
+    assert after == {
+        "a": (None, before["a"] + 1),
+        "b": (None, before["b"] + 1),
+        "c": (None, before["c"]),
+    }
