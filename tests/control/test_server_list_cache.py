@@ -150,6 +150,14 @@ def test_raw_sql_updates_bump_the_row_version_once_each(client, auth, fleet):
     assert_listings_fresh(client, auth)
 
 
+def test_a_heartbeat_bumps_the_row_version_exactly_once(client, auth, fleet):
+    # It bumps the version itself (SQLite's trigger then stands aside): once, not twice.
+    before = Server.get_by_id("a").row_version
+    heartbeat(client, auth, "a", cpu=12.5)
+    assert Server.get_by_id("a").row_version == before + 1
+    assert_listings_fresh(client, auth)
+
+
 def test_a_write_through_another_app_shows_in_this_ones_next_listing(client, auth, settings, fleet):
     from control.app import create_app
 
