@@ -43,8 +43,9 @@ GZIP_LEVEL = 6  # exporter_agent/server.py's
 IMPORTS = ("ssl", "http.client", "wsgiref.simple_server", "logging", "argparse", "typing",
            "ctypes", "subprocess", "exporter_agent.metrics", "exporter_agent.collectors",
            "exporter_agent.config", "exporter_agent.exporter", "exporter_agent.server",
-           "exporter_agent.__main__", "urllib.request", "psutil",
-           "exporter_agent.heartbeat")  # fmt: skip
+           "exporter_agent.__main__", "exporter_agent.heartbeat",
+           "exporter_agent.heartbeat_metrics", "exporter_agent.heartbeat_source",
+           "exporter_agent.device_health", "exporter_agent.identity")  # fmt: skip
 RSS_PROBE = """
 import importlib, sys
 def rss():

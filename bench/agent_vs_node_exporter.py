@@ -11,7 +11,7 @@ node_exporter's on the same collectors, <= 1.0x against its defaults; RSS <= 25 
 that node_exporter also has; the agent's own containers, packages and systemd are off);
 without it each runs its defaults (node_exporter 1.5's are ~45 collectors).
 `--heartbeat` runs the agent as deployed, heartbeating every second to a stub control in this
-process (which answers 200), so its RSS includes the heartbeat's modules (urllib, psutil);
+process (which answers 200), so its RSS includes the heartbeat's modules;
 without it the agent runs exporter-only, as node_exporter does.
 
     .venv/bin/python bench/agent_vs_node_exporter.py            # 1,000 scrapes each

@@ -24,6 +24,7 @@ from control.models import (
     Alert,
     AuditEntry,
     BaseModel,
+    ConsoleSessionEnd,
     MetricsSample,
     Notification,
     NotificationTally,
@@ -235,6 +236,11 @@ def _v10_row_version(migrator: SchemaMigrator) -> None:
     create_row_version_trigger()
 
 
+def _v11_console_session_ends(migrator: SchemaMigrator) -> None:
+    """Version 11: console sessions ended by signing out (or out everywhere) before expiry."""
+    db.create_tables([ConsoleSessionEnd], safe=True)
+
+
 # Each step takes a SchemaMigrator; step N brings version N-1 to version N.
 # Version 1 is the initial schema (servers, samples, events, keys, scheduler rows).
 MIGRATIONS: list[Callable[[SchemaMigrator], None]] = [
@@ -247,6 +253,7 @@ MIGRATIONS: list[Callable[[SchemaMigrator], None]] = [
     _v8_device_health,
     _v9_notifications,
     _v10_row_version,
+    _v11_console_session_ends,
 ]
 LATEST_VERSION = 1 + len(MIGRATIONS)
 MIGRATION_LOCK_ID = 0x484F4D45  # arbitrary, constant: "HOME"

@@ -489,6 +489,21 @@ class NotificationTally(BaseModel):
     failed = pw.BigIntegerField(default=0)
 
 
+class ConsoleSessionEnd(BaseModel):
+    """Console sessions ended before their time: by signing out, or "Sign out everywhere".
+
+    A session (its cookie, and every copy of it) is over when a row names it, or names its
+    key, with `ended_at` at or after the session's sign-in. `subject` is an HMAC (keyed with
+    the app's secret) of the session's id, or of its key's hash: never an id or key a reader
+    of the table could use or guess from. A row is needed only until every session it ends
+    would have expired anyway (`expires_at`); the console prunes older ones when it adds one.
+    """
+
+    subject = pw.CharField(max_length=64, primary_key=True)
+    ended_at = pw.DateTimeField()
+    expires_at = pw.DateTimeField(index=True)
+
+
 ALL_MODELS = [
     Server,
     MetricsSample,
@@ -503,4 +518,5 @@ ALL_MODELS = [
     ServerUpdate,
     Notification,
     NotificationTally,
+    ConsoleSessionEnd,
 ]

@@ -1,7 +1,8 @@
 """``homelab-agent``: serve /metrics and heartbeat to control until SIGTERM.
 
-The heartbeat's modules (and urllib.request and psutil, which they use) are imported only
-with a ``--control-url``: an exporter-only agent does without their ~3 MB of memory.
+The heartbeat's modules are imported only with a ``--control-url``: an exporter-only agent
+does without their memory. The heartbeat itself reads its figures from /proc (no psutil) and
+sends over http.client, taking urllib.request only when a proxy applies to the control URL.
 """
 
 from __future__ import annotations
@@ -41,11 +42,10 @@ def _heartbeat_loop(
 ) -> HeartbeatLoop:
     """Wire the heartbeat sender, payload and backoff from the settings and collectors."""
     # Imported on the heartbeat's path only (see the module docstring).
-    import psutil
-
     from exporter_agent.device_health import DeviceHealth
     from exporter_agent.heartbeat import Backoff, HeartbeatLoop, HttpSender, build_payload
     from exporter_agent.heartbeat_metrics import Summary, default_server_id, os_info
+    from exporter_agent.heartbeat_source import ProcSource
     from exporter_agent.identity import Identity
 
     hostname = socket.gethostname()
@@ -60,9 +60,10 @@ def _heartbeat_loop(
     identity.check_state_dir()
     sender = HttpSender(cast(str, settings.control_url), identity, f"homelab-agent/{version}",
                         context=context)  # fmt: skip
-    # In a container with the host's /proc mounted elsewhere, psutil must read that one.
-    psutil.PROCFS_PATH = settings.collector_options.procfs
-    summary = Summary(psutil, disk_path=settings.collector_options.rootfs)
+    # In a container with the host's /proc and / mounted elsewhere, the figures come from those.
+    options = settings.collector_options
+    source = ProcSource(options.procfs, options.statvfs, options.page_size)
+    summary = Summary(source, disk_path=options.rootfs)
     info = os_info(rootfs=settings.collector_options.rootfs)
     device = DeviceHealth.from_collectors(collectors, settings.commit_file)
 

@@ -17,8 +17,7 @@ from exporter_agent.registry import Registry
 
 log = logging.getLogger(__name__)
 
-# What a broken data source raises; anything else is a bug and should surface loudly. (No
-# collector reads through psutil: the heartbeat alone imports it.)
+# What a broken data source raises; anything else is a bug and should surface loudly.
 COLLECT_ERRORS = (OSError, ValueError, subprocess.SubprocessError)
 
 

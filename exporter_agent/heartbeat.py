@@ -1,4 +1,7 @@
-"""Heartbeats to control: payload building, sending over urllib, and a loop that never gives up.
+"""Heartbeats to control: payload building, sending, and a loop that never gives up.
+
+The request goes out over http.client, or urllib's opener when a proxy applies
+(heartbeat_transport.py); either way a 3xx is a failed heartbeat, never followed.
 
 Retry policy: connection errors, timeouts, 429 and 5xx back off exponentially with full
 jitter (``uniform(0, min(cap, base * 2**n))``) forever; 401/403 (bad or foreign key) and other
@@ -17,14 +20,13 @@ import logging
 import random
 import ssl
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from http.client import HTTPException
 from typing import Any, NamedTuple
 
 from exporter_agent.heartbeat_state import HeartbeatState
+from exporter_agent.heartbeat_transport import make_transport
 from exporter_agent.identity import Identity
 
 log = logging.getLogger(__name__)
@@ -120,18 +122,12 @@ def classify(status: int, body: dict | None, retry_after: str | None = None) -> 
     return Result(Outcome.REJECTED, status, detail, body)
 
 
-class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
-    """Never follow a redirect: urllib would resend the key (as a GET) to any Location."""
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        return None  # urllib then raises HTTPError with the 3xx
-
-
 class HttpSender:
     """POSTs heartbeats to ``{control_url}/api/v1/agents/heartbeat`` with the agent's key.
 
     The key comes from ``identity`` (see identity.py): the configured key until control enrolls
     the server and answers with a bound ``agent_key``, which is kept and sent from then on.
+    Whether a proxy applies is decided once, here, from the environment.
     """
 
     def __init__(
@@ -145,10 +141,7 @@ class HttpSender:
         self.url = control_url.rstrip("/") + HEARTBEAT_PATH
         self.identity = api_key if isinstance(api_key, Identity) else Identity(api_key)
         self._user_agent = user_agent
-        self._timeout = timeout
-        self._opener = urllib.request.build_opener(
-            urllib.request.HTTPSHandler(context=context), _RefuseRedirects()
-        )
+        self.transport = make_transport(self.url, timeout, context)
         # How the configured key last answered after a 401 for the kept key (None: the kept
         # key works), so that state is logged once per change.
         self._kept_refused: tuple[Outcome, int | None] | None = None
@@ -204,28 +197,22 @@ class HttpSender:
         return result.status == 200 and minted is not None and self.identity.accept(minted)
 
     def _post(self, payload: dict, key: str) -> Result:
-        request = urllib.request.Request(  # noqa: S310 - http(s) only, checked in config
-            self.url,
-            data=json.dumps(payload).encode(),
-            method="POST",
-            headers={
-                "Content-Type": "application/json",
-                "Accept": "application/json",
-                "X-API-Key": key,
-                "User-Agent": self._user_agent,
-            },
-        )
+        headers = {
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "X-API-Key": key,
+            "User-Agent": self._user_agent,
+        }
         try:
-            with self._opener.open(request, timeout=self._timeout) as response:
-                return classify(response.status, _json(response.read()))
-        except urllib.error.HTTPError as exc:
-            with exc:
-                if 300 <= exc.code < 400:
-                    return _redirected(exc.code, exc.headers.get("Location"))
-                return classify(exc.code, _json(exc.read()), exc.headers.get("Retry-After"))
+            answer = self.transport.post(json.dumps(payload).encode(), headers)
         except (OSError, HTTPException) as exc:
+            # A failure before the request went out carries its cause as `reason` (urllib's
+            # URLError, the transport's Unreachable); a read timeout is itself the reason.
             reason = getattr(exc, "reason", None) or exc
             return Result(Outcome.UNAVAILABLE, None, f"cannot reach control: {reason}")
+        if 300 <= answer.status < 400:
+            return _redirected(answer.status, answer.location)
+        return classify(answer.status, _json(answer.body), answer.retry_after)
 
 
 def _redirected(status: int, location: str | None) -> Result:

@@ -1,4 +1,8 @@
-"""The heartbeat's `metrics` object and `os_info`, read through psutil (passed in for tests)."""
+"""The heartbeat's `metrics` object and `os_info`.
+
+The figures come from a source answering psutil's calls: the agent's `ProcSource`
+(heartbeat_source.py, /proc and statvfs), or in tests psutil itself or a recording.
+"""
 
 import logging
 import os
@@ -6,8 +10,8 @@ import platform
 import re
 import socket
 import time
-from collections.abc import Callable
-from types import ModuleType
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 from exporter_agent.collectors.os_release import os_release_paths, read_os_release
 
@@ -15,7 +19,7 @@ log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
 GIB = 1024 * 1024 * 1024
-# First cpu_percent sample: psutil needs two readings, so the first one blocks this long.
+# First cpu_percent sample: it needs two readings, so the first one blocks this long.
 CPU_PRIME_SECONDS = 0.2
 
 
@@ -50,16 +54,35 @@ def _text(value: str, limit: int) -> str | None:
     return cleaned or None
 
 
+class SystemSource(Protocol):
+    """The psutil calls Summary makes (psutil itself is one; the agent uses ProcSource).
+
+    A failing call raises OSError, ValueError or the source's own ``Error`` class, if it has one.
+    """
+
+    def cpu_percent(self, interval: float | None = None) -> float: ...
+
+    def virtual_memory(self) -> Any: ...
+
+    def disk_usage(self, path: str) -> Any: ...
+
+    def net_io_counters(self, pernic: bool = False) -> Mapping[str, Any]: ...
+
+    def getloadavg(self) -> Sequence[float]: ...
+
+    def boot_time(self) -> float: ...
+
+
 class Summary:
-    """Builds the heartbeat ``metrics`` object from psutil; a failing field is sent as null."""
+    """Builds the heartbeat ``metrics`` object from a source; a failing field is sent as null."""
 
     def __init__(
         self,
-        psutil_module: ModuleType,
+        source: SystemSource,
         disk_path: str = "/",
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._ps = psutil_module
+        self._ps = source
         self._disk_path = disk_path
         self._clock = clock
         self._primed = False
@@ -89,7 +112,7 @@ class Summary:
                 "uptime_seconds",
             )
         )
-        errors = (OSError, ValueError, self._ps.Error)
+        errors = (OSError, ValueError, getattr(self._ps, "Error", OSError))
         try:
             out["cpu_percent"] = round(min(max(self._cpu_percent(), 0.0), 100.0), 1)
         except errors as exc:

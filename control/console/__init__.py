@@ -8,7 +8,8 @@ one script only reloads a page now and then. See docs/console.md.
 Security, in one place (`_gate`, `_headers`):
 - every POST carries the session's CSRF token (Flask-WTF), checked before anything else; the
   JSON API under /api/ is not checked, as it authenticates by header, never by cookie;
-- every request but the sign-in page re-checks the session's key (`session.current_user`);
+- every request but the sign-in page re-checks the session's key and that the session was not
+  signed out, here or everywhere (`session.current_user`, one query);
 - a viewer's POST is a 403 before any view runs;
 - pages send a Content-Security-Policy with no inline script or style and no other origin.
 """
@@ -30,6 +31,8 @@ from control.signins import SignInGuard
 # The page modules: each adds its routes to `bp` when imported.
 VIEWS = (approvals, fleet, logs, server, signin)
 PUBLIC_ENDPOINTS = frozenset({"console.signin", "console.signout", "console.static"})
+# POSTs a viewer may make: they change only the viewer's own sign-ins.
+SELF_ENDPOINTS = frozenset({"console.signout_everywhere"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
@@ -63,7 +66,8 @@ def init_app(app: Flask) -> None:
 
 @bp.before_request
 def _gate():
-    """CSRF on every change; a signed-in operator or viewer on every page; viewers only read."""
+    """CSRF on every change; a signed-in operator or viewer on every page; viewers only read
+    (and sign their own key out everywhere)."""
     if request.method not in SAFE_METHODS:
         current_app.extensions["csrf"].protect()
     if request.endpoint in PUBLIC_ENDPOINTS:
@@ -71,10 +75,13 @@ def _gate():
     user = current_user()
     if user is None:
         if g.get("session_ended"):
-            pages.flash_error("Your sign-in has ended (expired, or its key was revoked).")
+            pages.flash_error(
+                "Your sign-in has ended (expired, signed out, or its key was revoked)."
+            )
         target = request.full_path.rstrip("?") if request.method == "GET" else None
         return redirect(url_for("console.signin", next=target), 303)
-    if request.method not in SAFE_METHODS and not user.may("write"):
+    writes = request.method not in SAFE_METHODS and request.endpoint not in SELF_ENDPOINTS
+    if writes and not user.may("write"):
         raise Forbidden("A viewer key sees everything and changes nothing: sign in as an operator.")
     return None
 

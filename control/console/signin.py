@@ -1,4 +1,5 @@
-"""`/ui/login` and `/ui/logout`: signing in with an operator or viewer key, and out again."""
+"""`/ui/login`, `/ui/logout` and `/ui/logout/everywhere`: signing in with an operator or viewer
+key, and out again (this session, or every session of the key)."""
 
 from __future__ import annotations
 
@@ -57,7 +58,17 @@ def signin():
 
 @bp.post("/logout")
 def signout():
-    """Sign out (a POST with the CSRF token, so another site cannot sign anyone out)."""
+    """Sign out (a POST with the CSRF token, so another site cannot sign anyone out): this
+    session ends on the server too, so a copy of its cookie no longer signs anyone in."""
     session.end()
     flash_notice("Signed out.")
+    return redirect(url_for("console.signin"), 303)
+
+
+@bp.post("/logout/everywhere")
+def signout_everywhere():
+    """End every session signed in with this key until now: other browsers, and any copy of
+    a cookie (a viewer may too: it ends only its own key's sessions)."""
+    session.end_everywhere()
+    flash_notice("Signed out everywhere: every sign-in with this key has ended.")
     return redirect(url_for("console.signin"), 303)

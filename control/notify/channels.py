@@ -3,7 +3,9 @@ place a message is handed to Apprise.
 
 Apprise (one kept library for ntfy, Discord, Slack, Telegram, email, Gotify, JSON webhooks and
 ~100 more) does the sending; this module only names channels safely and turns Apprise's
-True/False and its warnings into an outcome with a reason that holds no secret.
+True/False and its warnings into an outcome with a reason that holds no secret, and whether
+the service refused that message itself (sending it again cannot help) or the channel failed
+(down, slow, overloaded, or refusing its credentials: worth retrying later).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -27,6 +30,12 @@ log = logging.getLogger(__name__)
 _BETWEEN_URLS = re.compile(r"[\s,]+(?=[A-Za-z][A-Za-z0-9+.-]*://)")
 # Apprise's notify types by what a message reports.
 NOTIFY_TYPES = {"error": "failure", "warning": "warning", "info": "info", "recovery": "success"}
+# Apprise's plugins end a failed request's warning with `error=<HTTP status>.`
+_STATUS = re.compile(r"\berror=(\d{3})\b")
+# Statuses by which a service refuses the message itself (malformed, too large, unprocessable):
+# it would refuse it again. 401/403/404 refuse the channel (credentials, webhook), 408/429/5xx
+# are the service's trouble: those are retried, the channel waiting as a whole.
+REFUSED_STATUSES = frozenset({400, 413, 414, 415, 422})
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,21 @@ class Outcome:
 
     ok: bool
     error: str | None = None
+    refused: bool = False  # the service refused this message: never worth sending again
+
+
+class _ThreadWarnings(logging.Handler):
+    """Apprise's warnings logged by the calling thread only: channels send on threads of their
+    own, and one channel's reason must not be read as another's (apprise.LogCapture would)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.thread = threading.get_ident()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.thread == self.thread:
+            self.lines.append(record.getMessage())  # already masked by the scrubber
 
 
 def split_urls(text: str) -> list[str]:
@@ -71,7 +95,10 @@ def make_channel(url: str, where: str) -> Channel:
 
 
 class Courier:
-    """Sends messages through Apprise, one service object per channel, kept between sends."""
+    """Sends messages through Apprise, one service object per channel, kept between sends.
+
+    Channels may send at the same time, each from its own thread (one thread per channel).
+    """
 
     def __init__(self) -> None:
         self._services: dict[str, apprise.NotifyBase] = {}
@@ -80,7 +107,9 @@ class Courier:
         """Send one message to `channel`; `kind` is error, warning, info or recovery.
 
         Never raises: a channel that fails is retried later by the caller. The reason of a
-        failure is Apprise's own warning (its HTTP status, a refused connection), masked.
+        failure is Apprise's own warning (its HTTP status, a refused connection), masked; a
+        status of REFUSED_STATUSES, or an exception a plugin raised on this message, marks the
+        message `refused`.
         """
         import apprise  # 0.1 s to import: only processes with URLs pay it
 
@@ -90,21 +119,29 @@ class Courier:
             if service is None:
                 return Outcome(False, f"Apprise cannot use this {channel.scheme}:// URL")
             self._services[channel.id] = service
-        with apprise.LogCapture(level=logging.WARNING, fmt="%(message)s") as captured:
-            try:
-                ok = bool(
-                    service.notify(
-                        body=body,
-                        title=title,
-                        notify_type=NOTIFY_TYPES.get(kind, "info"),
-                        # Plain text: a container name a box reported is escaped for HTML
-                        # and Markdown channels, never rendered.
-                        body_format=apprise.NotifyFormat.TEXT,
-                    )
+        captured = _ThreadWarnings()
+        apprise_log = logging.getLogger("apprise")
+        apprise_log.addHandler(captured)
+        try:
+            ok = bool(
+                service.notify(
+                    body=body,
+                    title=title,
+                    notify_type=NOTIFY_TYPES.get(kind, "info"),
+                    # Plain text: a container name a box reported is escaped for HTML
+                    # and Markdown channels, never rendered.
+                    body_format=apprise.NotifyFormat.TEXT,
                 )
-            except Exception as exc:  # any of ~100 plugins may raise anything
-                return Outcome(False, scrubber.scrub(f"{type(exc).__name__}: {exc}"))
+            )
+        except Exception as exc:  # any of ~100 plugins may raise anything
+            # Plugins catch their network errors themselves: what escapes is the plugin
+            # failing on this message, and it would fail on it again.
+            return Outcome(False, scrubber.scrub(f"{type(exc).__name__}: {exc}"), refused=True)
+        finally:
+            apprise_log.removeHandler(captured)
         if ok:
             return Outcome(True)
-        lines = [line for line in captured.getvalue().splitlines() if line.strip()]
-        return Outcome(False, scrubber.scrub(lines[-1] if lines else "Apprise reported a failure"))
+        lines = [line for line in captured.lines if line.strip()]
+        reason = scrubber.scrub(lines[-1] if lines else "Apprise reported a failure")
+        statuses = [int(found) for line in lines for found in _STATUS.findall(line)]
+        return Outcome(False, reason, refused=bool(statuses) and statuses[-1] in REFUSED_STATUSES)

@@ -9,7 +9,7 @@ ran out (it died mid-send), and every later write checks the claim is still its 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any, NamedTuple, cast
 
 import peewee as pw
@@ -38,18 +38,26 @@ def _unclaimed(now: dt.datetime) -> pw.Expression:
     return Notification.claimed_by.is_null() | (Notification.claimed_until < now)
 
 
-def claim(holder: str, now: dt.datetime, lease: dt.timedelta, limit: int) -> list[Notification]:
-    """Claim every pending row of each incident that has a row due, oldest first.
+def claim(
+    holder: str,
+    now: dt.datetime,
+    lease: dt.timedelta,
+    limit: int,
+    skip: Collection[str] = (),
+) -> list[Notification]:
+    """Claim every pending row of each incident that has a row due, oldest first, leaving the
+    channels of `skip` alone (still sending, or waiting for a retry).
 
     A whole incident at once, due or not: a newer change joins an older one that waits for its
     retry or cooldown, so the channel never hears them out of order.
     """
+    wanted = _PENDING & Notification.channel.not_in(list(skip))
     with write_transaction():
         # .tuples() yields plain rows; peewee's stubs keep the row type as the model.
         due = cast(
             Iterable[tuple[str, str]],
             Notification.select(Notification.channel, Notification.key)
-            .where(_PENDING & (Notification.next_attempt_at <= now) & _unclaimed(now))
+            .where(wanted & (Notification.next_attempt_at <= now) & _unclaimed(now))
             .distinct()
             .limit(limit)
             .tuples(),
@@ -67,9 +75,39 @@ def claim(holder: str, now: dt.datetime, lease: dt.timedelta, limit: int) -> lis
                 ).execute()
     return list(
         Notification.select()
-        .where(_PENDING & (Notification.claimed_by == holder))
+        .where(wanted & (Notification.claimed_by == holder))
         .order_by(Notification.id)
     )
+
+
+class Dropped(NamedTuple):
+    """How many rows of one channel were dropped."""
+
+    channel: str
+    scheme: str
+    rows: int
+
+
+def drop_removed(configured: Collection[str], now: dt.datetime) -> list[Dropped]:
+    """Settle as `dropped` every pending row of a channel not in `configured`, due or not
+    (waiting for a retry or a cooldown too), unless another sender's claim on it still runs."""
+    orphan = _PENDING & Notification.channel.not_in(list(configured)) & _unclaimed(now)
+    with write_transaction():
+        found = cast(
+            Iterable[tuple[str, str, int]],
+            Notification.select(
+                Notification.channel, Notification.scheme, pw.fn.COUNT(Notification.id)
+            )
+            .where(orphan)
+            .group_by(Notification.channel, Notification.scheme)
+            .tuples(),
+        )
+        dropped = [Dropped(*row) for row in found]
+        if dropped:
+            Notification.update(
+                status=NotificationStatus.DROPPED, claimed_by=None, claimed_until=None
+            ).where(orphan).execute()
+    return dropped
 
 
 def last_sent(channel: str, keys: Iterable[str]) -> dict[str, LastSent]:

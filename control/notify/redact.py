@@ -73,6 +73,13 @@ def redacted(url: str) -> str:
     return f"{scheme_of(url)}://{MASK} #{fingerprint}"
 
 
+def redacted_stored(scheme: str, channel: str) -> str:
+    """`redacted(url)` from what the outbox keeps of a channel: its scheme and its id (the
+    URL's SHA-256 in hex, of which the fingerprint is the first 8 digits); for channels whose
+    URL is no longer configured."""
+    return f"{scheme}://{MASK} #{channel[:8]}"
+
+
 def scrub_with(text: str, secrets: Iterable[str]) -> str:
     """`text` with every one of `secrets` (longest first, please) replaced by `***`."""
     for secret in secrets:

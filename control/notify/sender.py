@@ -8,8 +8,14 @@ Each round claims the incidents with a row due, then per channel:
 - a recovery is sent only to a channel that was told of the problem;
 - `SUMMARY_AT` or more incidents ready at once (a fleet-wide outage) go out as one summary,
   and the channel's next incidents wait for the summary's cooldown;
-- a failed send is retried with exponential backoff, and given up after `MAX_ATTEMPTS`.
+- a failed send is retried with exponential backoff (`delivery`), and given up after 12 tries.
 Approvals are never held: each goes out at once with the link to the approvals page.
+
+Channels are independent: each sends on a thread of its own (see `delivery` for what one
+failure holds back), and a round waits at most `ROUND_WAIT` for them: a channel still sending
+then (one that accepts a connection and never answers) finishes on its own, and later rounds
+leave it alone until it has. A channel that failed is not claimed again before its retry.
+Rows of a channel no longer configured are dropped at the start of every round, due or not.
 """
 
 from __future__ import annotations
@@ -18,7 +24,9 @@ import datetime as dt
 import logging
 import socket
 import time
+from collections import Counter
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from control.config import Settings
@@ -26,8 +34,9 @@ from control.errors import ConfigError
 from control.models import Notification, NotificationKind, NotificationStatus, utcnow
 from control.notify import messages, outbox
 from control.notify.channels import Channel, Courier, Outcome
-from control.notify.messages import Message
+from control.notify.delivery import ChannelRound, Outgoing, deliver
 from control.notify.outbox import SUMMARY_KEY, LastSent
+from control.notify.redact import redacted_stored
 from control.notify.routing import build_routes, channels_of, configure
 
 log = logging.getLogger(__name__)
@@ -36,24 +45,11 @@ SEND_INTERVAL = 5  # seconds between rounds
 SUMMARY_AT = 4  # incidents ready at once on one channel that make a summary
 CLAIM_LEASE = dt.timedelta(minutes=5)  # a sender that died mid-round frees its rows after this
 CLAIM_LIMIT = 10_000  # incidents per round
-RETRY_FIRST, RETRY_MAX = 30, 3600  # seconds: 30, 60, 120, … at most an hour apart
-MAX_ATTEMPTS = 12  # about seven hours of retries
+# Seconds a round waits for its channels; a slower one finishes on its own, and is recorded by
+# a later round (Apprise gives up a silent HTTP service after its `rto`, 4 s by default).
+ROUND_WAIT = 2.0
 KEEP = dt.timedelta(days=30)  # settled rows are kept this long (each incident's newest longer)
 PRUNE_EVERY = 3600.0  # seconds
-
-
-def retry_delay(attempts: int) -> dt.timedelta:
-    """How long to wait after the `attempts`-th failed attempt."""
-    return dt.timedelta(seconds=min(RETRY_FIRST * 2 ** (attempts - 1), RETRY_MAX))
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    """One message to send and the incidents (rows by key) it carries."""
-
-    message: Message
-    incidents: list[list[Notification]]
-    summary: bool = False
 
 
 @dataclass
@@ -109,7 +105,11 @@ def plan(
 
 
 class Sender:
-    """Sends what the outbox holds to the channels of `settings`; one per scheduler."""
+    """Sends what the outbox holds to the channels of `settings`; one per scheduler.
+
+    Holds, per channel, the round still running on the channel's thread and when a channel
+    that failed may be tried again (in memory: a new leader tries such a channel once).
+    """
 
     def __init__(self, settings: Settings, holder: str, courier: Courier | None = None) -> None:
         self.channels = {channel.id: channel for channel in channels_of(build_routes(settings))}
@@ -118,96 +118,85 @@ class Sender:
         self.cooldown = dt.timedelta(seconds=settings.notify_cooldown)
         self.fleet_link = settings.resolved_public_url + "/ui/"
         self._next_prune = 0.0
+        # One thread per channel, so a slow channel never holds another's messages.
+        self._threads = ThreadPoolExecutor(
+            max_workers=max(1, len(self.channels)), thread_name_prefix="notify"
+        )
+        self._running: dict[str, Future[ChannelRound]] = {}
+        self._resting: dict[str, dt.datetime] = {}
 
     def run_once(self, now: dt.datetime | None = None) -> dict[str, int]:
-        """One round: claim what is due, send it, record each outcome; counts what happened."""
+        """One round: drop rows of removed channels, claim what is due on the other channels
+        that are neither sending nor resting, and send each channel's share on its thread;
+        counts what happened (including rounds of earlier calls that finished since)."""
         now = now or utcnow()
         if time.monotonic() >= self._next_prune:
             self._next_prune = time.monotonic() + PRUNE_EVERY
             outbox.prune(now - KEEP)
-        rows = outbox.claim(self.holder, now, CLAIM_LEASE, CLAIM_LIMIT)
+        counts: Counter[str] = Counter(self._finished())
+        counts["dropped"] += self._drop_removed(now)
+        resting = {key for key, until in self._resting.items() if until > now}
+        rows = outbox.claim(
+            self.holder, now, CLAIM_LEASE, CLAIM_LIMIT, skip=resting | self._running.keys()
+        )
         by_channel: dict[str, list[Notification]] = {}
         for row in rows:
             by_channel.setdefault(row.channel, []).append(row)
-        counts: dict[str, int] = {}
+        started = []
         for channel_id, channel_rows in by_channel.items():
             channel = self.channels.get(channel_id)
-            if channel is None:
+            if channel is None:  # queued since the drop by a process configured otherwise
                 outbox.settle(_ids(channel_rows), self.holder, NotificationStatus.DROPPED)
-                log.warning(
-                    "%d notification(s) dropped: their channel is no longer configured",
-                    len(channel_rows),
-                )
-                counts["dropped"] = counts.get("dropped", 0) + len(channel_rows)
+                counts["dropped"] += len(channel_rows)
                 continue
-            for outcome, number in self._send_channel(channel, channel_rows, now).items():
-                counts[outcome] = counts.get(outcome, 0) + number
-        return counts
+            outgoing = self._plan_channel(channel, channel_rows, now)
+            if outgoing:
+                running = self._threads.submit(
+                    deliver, channel, outgoing, self.courier, self.holder, now
+                )
+                self._running[channel_id] = running
+                started.append(running)
+        # Only this round's: a channel still hanging from an earlier one holds no round up.
+        wait(started, timeout=ROUND_WAIT)
+        counts.update(self._finished())
+        return {name: number for name, number in sorted(counts.items()) if number}
 
-    def _send_channel(
+    def _drop_removed(self, now: dt.datetime) -> int:
+        """Drop the pending rows of channels no longer configured; how many."""
+        dropped = outbox.drop_removed(self.channels.keys(), now)
+        for found in dropped:
+            log.warning(
+                "%d notification(s) for %s dropped: the channel is no longer configured",
+                found.rows, redacted_stored(found.scheme, found.channel),
+            )  # fmt: skip
+        return sum(found.rows for found in dropped)
+
+    def _plan_channel(
         self, channel: Channel, rows: list[Notification], now: dt.datetime
-    ) -> dict[str, int]:
-        """Plan and send one channel's rows; once a send fails, the rest wait for its retry."""
+    ) -> list[Outgoing]:
+        """Settle and defer what waits of one channel's claimed rows; what goes out now."""
         history = outbox.last_sent(channel.id, {row.key for row in rows} | {SUMMARY_KEY})
         decided = plan(rows, history, self.cooldown, now, self.fleet_link)
         outbox.settle(decided.suppressed, self.holder, NotificationStatus.SUPPRESSED)
         for ids, until in decided.deferred:
             outbox.defer(ids, self.holder, until)
-        counts = {"sent": 0, "failed": 0}
-        blocked_until = None
-        for out in decided.outgoing:
-            carried = [row for group in out.incidents for row in group]
-            if blocked_until is not None:
-                outbox.defer(_ids(carried), self.holder, blocked_until)
+        return decided.outgoing
+
+    def _finished(self) -> Counter[str]:
+        """Collect the channel rounds that have finished: their counts, and which channels
+        rest until a retry."""
+        counts: Counter[str] = Counter()
+        for channel_id, running in list(self._running.items()):
+            if not running.done():
                 continue
-            outcome = self.courier.send(
-                channel, out.message.title, out.message.body, out.message.kind
-            )
-            if outcome.ok:
-                self._sent(channel, out, now)
-                counts["sent"] += 1
+            del self._running[channel_id]
+            result = running.result()  # deliver() never raises
+            counts.update(result.counts)
+            if result.rest_until is None:
+                self._resting.pop(channel_id, None)
             else:
-                blocked_until = self._failed(channel, out, carried, outcome.error or "", now)
-                counts["failed"] += 1
-        return {name: number for name, number in counts.items() if number}
-
-    def _sent(self, channel: Channel, out: Outgoing, now: dt.datetime) -> None:
-        shown = [group[-1].id for group in out.incidents]
-        folded = [row.id for group in out.incidents for row in group[:-1]]
-        outbox.mark_sent(shown, folded, self.holder, now)
-        if out.summary:
-            text = f"{out.message.title}\n{out.message.body}"
-            outbox.record_summary(channel.id, channel.scheme, text, out.message.severity, now)
-        outbox.count(channel.scheme, sent=1)
-        log.info(
-            "notification sent to %s: %s (%d event(s))",
-            channel.shown, out.message.title, len(shown) + len(folded),
-        )  # fmt: skip
-
-    def _failed(
-        self,
-        channel: Channel,
-        out: Outgoing,
-        carried: list[Notification],
-        error: str,
-        now: dt.datetime,
-    ) -> dt.datetime:
-        """Record a failed send; returns when the channel is next tried."""
-        attempts = max(row.attempts for row in carried) + 1
-        retry_at = now + retry_delay(attempts) if attempts < MAX_ATTEMPTS else None
-        outbox.mark_failed(_ids(carried), self.holder, now, error, retry_at)
-        outbox.count(channel.scheme, failed=1)
-        if retry_at is None:
-            log.error(
-                "notification to %s failed %d times, given up: %s (%s)",
-                channel.shown, attempts, out.message.title, error,
-            )  # fmt: skip
-            return now + dt.timedelta(seconds=RETRY_FIRST)
-        log.warning(
-            "notification to %s failed (attempt %d, next at %s UTC): %s (%s)",
-            channel.shown, attempts, f"{retry_at:%H:%M:%S}", out.message.title, error,
-        )  # fmt: skip
-        return retry_at
+                self._resting[channel_id] = result.rest_until
+        return counts
 
 
 def send_test(settings: Settings) -> list[tuple[Channel, Outcome]]:

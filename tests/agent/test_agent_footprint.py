@@ -8,6 +8,7 @@ under 25 MB of RSS must stay out (bench/README.md, "Agent").
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from importlib import metadata
@@ -20,6 +21,7 @@ from exporter_agent.process import ProcessCollector
 from exporter_agent.server import gzip_accepted
 from exporter_agent.version import SOURCE_TREE_VERSION, agent_version
 from tests.agent.conftest import REPO
+from tests.helpers import free_port
 
 # Imported by prometheus_client, or by what the agent needs only on some paths (heartbeat,
 # basic auth), or by the dataclasses/importlib.metadata the agent no longer uses.
@@ -27,12 +29,12 @@ LEFT_OUT = ("prometheus_client", "psutil", "urllib.request", "hmac", "hashlib", 
             "inspect", "importlib.metadata")  # fmt: skip
 
 
-def imported_after(statement: str) -> dict[str, bool]:
+def imported_after(statement: str, env: dict[str, str] | None = None) -> dict[str, bool]:
     """Which of LEFT_OUT a fresh interpreter has imported after ``statement``."""
     report = f"print(json.dumps({{m: m in sys.modules for m in {LEFT_OUT!r}}}))"
     probe = f"{statement}; import json, sys; {report}"
     out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True,
-                         text=True, check=True).stdout  # fmt: skip
+                         text=True, check=True, env=env).stdout  # fmt: skip
     return json.loads(out)
 
 
@@ -57,6 +59,35 @@ def test_an_exporter_only_agent_imports_none_of_the_left_out_modules():
         "s.collector_options), 'v')).collect())"
     )
     assert imported_after(statement) == dict.fromkeys(LEFT_OUT, False)
+
+
+def heartbeat_imports(tmp_path, **proxy_env: str) -> dict[str, bool]:
+    """Which of LEFT_OUT an agent has imported after one heartbeat (wired as ``run`` wires it)
+    to a port nothing listens on, with no proxy variables but ``proxy_env``."""
+    statement = (
+        "from exporter_agent.__main__ import _heartbeat_loop; "
+        "from exporter_agent.config import load_settings; "
+        "from exporter_agent.collectors import build_collectors; "
+        "from exporter_agent.heartbeat_state import HeartbeatState; "
+        f"s = load_settings(['--control-url', 'http://127.0.0.1:{free_port()}', '--api-key', "
+        f"'k', '--state-dir', {str(tmp_path)!r}], env={{}}); "
+        "collectors = build_collectors(s.collectors, s.collector_options); "
+        "_heartbeat_loop(s, HeartbeatState(), 'v', collectors).run_once()"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+    return imported_after(statement, {**env, **proxy_env})
+
+
+def test_a_heartbeating_agent_imports_neither_psutil_nor_urllib_request(tmp_path):
+    imported = heartbeat_imports(tmp_path)
+    assert imported["psutil"] is False
+    assert imported["urllib.request"] is False
+
+
+def test_behind_a_proxy_the_heartbeat_imports_urllib_request(tmp_path):
+    imported = heartbeat_imports(tmp_path, http_proxy=f"http://127.0.0.1:{free_port()}")
+    assert imported["urllib.request"] is True
+    assert imported["psutil"] is False
 
 
 def test_basic_auth_still_compares_in_constant_time():

@@ -26,7 +26,7 @@ def test_sign_in_see_the_fleet_and_sign_out(page: Page, console: Console):
     console.sign_in(page, OPERATOR_KEY)
     expect(page.get_by_role("status")).to_have_text("Signed in as bootstrap-operator (operator).")
     expect(page.get_by_role("link", name="box")).to_be_visible()
-    page.get_by_role("button", name="Sign out").click()
+    page.get_by_role("button", name="Sign out", exact=True).click()
     expect(page.get_by_role("status")).to_have_text("Signed out.")
     page.goto(console.url + "/ui/")
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()

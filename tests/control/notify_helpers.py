@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ class Receiver:
         self.requests: list[Received] = []
         self.answered: list[int] = []
         self._failures = 0
+        self._failure_status = 500
         self._lock = threading.Lock()
         receiver = self
 
@@ -55,7 +57,7 @@ class Receiver:
                 with receiver._lock:
                     failing = receiver._failures > 0
                     receiver._failures -= int(failing)
-                    status = 500 if failing else 200
+                    status = receiver._failure_status if failing else 200
                     receiver.answered.append(status)
                     if not failing:
                         receiver.requests.append(
@@ -92,14 +94,55 @@ class Receiver:
         """An Apprise URL that posts to this receiver as a self-hosted ntfy server."""
         return f"ntfy://127.0.0.1:{self.port}/{topic}"
 
-    def fail_next(self, count: int) -> None:
-        """Answer the next `count` requests with 500 (and do not record them as received)."""
+    def fail_next(self, count: int, status: int = 500) -> None:
+        """Answer the next `count` requests with `status` (a 500: the service is down; a 413:
+        it refuses that message) and do not record them as received."""
         with self._lock:
-            self._failures = count
+            self._failures, self._failure_status = count, status
 
     def titles(self) -> list[str]:
         """The titles of the messages received, in order."""
         return [request.title for request in self.requests]
+
+
+class SlowEndpoint:
+    """A TCP port on 127.0.0.1 that accepts connections and never answers, until released."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.connections: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self.server.accept()
+            except OSError:  # closed by release()
+                return
+            self.connections.append(connection)
+
+    def __enter__(self) -> SlowEndpoint:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def json_url(self, path: str = "hook") -> str:
+        """An Apprise URL posting here, with a read timeout longer than any test waits."""
+        return f"json://127.0.0.1:{self.port}/{path}?rto=120"
+
+    def release(self) -> None:
+        """Close the port and every connection it holds: a waiting send fails at once."""
+        with contextlib.suppress(OSError):
+            self.server.shutdown(
+                socket.SHUT_RDWR
+            )  # wakes the accepting thread (close alone may not)
+        self.server.close()
+        self._thread.join()
+        for connection in self.connections:
+            connection.close()
 
 
 @contextlib.contextmanager

@@ -172,7 +172,10 @@ def test_revoking_the_key_ends_the_session_at_the_next_request(app, pages):
     assert response.status_code == 303
     assert response.headers["Location"].startswith("/ui/login")
     page = pages.page(response.headers["Location"])
-    assert ("error", "Your sign-in has ended (expired, or its key was revoked).") in flashes(page)
+    assert (
+        "error",
+        "Your sign-in has ended (expired, signed out, or its key was revoked).",
+    ) in flashes(page)
     # And it stays ended: the session was cleared, not just refused once.
     assert pages.get("/ui/").status_code == 303
 

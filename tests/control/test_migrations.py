@@ -128,7 +128,7 @@ def test_version_2_database_gains_tags_and_the_alert_table(app):
     _drop_version_3_schema()
     assert "tags" not in {column.name for column in db.get_columns("server")}
 
-    assert migrations.migrate() == migrations.LATEST_VERSION == 10
+    assert migrations.migrate() == migrations.LATEST_VERSION == 11
     assert "tags" in {column.name for column in db.get_columns("server")}
     old = Server.get_by_id("old")
     assert (old.tags, old.is_paused) == (None, True)
@@ -215,7 +215,7 @@ def test_version_5_database_gains_the_rate_limit_table_keeping_its_data(app):
     _drop_version_6_schema()
     assert "rate_limit_hit" not in db.get_tables()
 
-    assert migrations.migrate() == migrations.LATEST_VERSION == 10
+    assert migrations.migrate() == migrations.LATEST_VERSION == 11
     assert "rate_limit_hit" in db.get_tables()
     indexes = {tuple(index.columns) for index in db.get_indexes("rate_limit_hit")}
     assert ("bucket", "key_name", "hit_at") in indexes
@@ -258,7 +258,7 @@ def test_version_8_database_gains_the_notification_outbox_keeping_its_data(app):
     _drop_version_9_schema()
     assert "notification" not in db.get_tables()
 
-    assert migrations.migrate() == migrations.LATEST_VERSION == 10
+    assert migrations.migrate() == migrations.LATEST_VERSION == 11
     assert {"notification", "notification_tally"} <= set(db.get_tables())
     indexes = {tuple(index.columns) for index in db.get_indexes("notification")}
     assert ("status", "next_attempt_at") in indexes and ("channel", "key", "id") in indexes

@@ -14,8 +14,9 @@ from control.db import db
 from control.fleet import events, health, offline
 from control.models import Notification, NotificationStatus, Server, ServerHealth, utcnow
 from control.notify import outbox
+from control.notify.delivery import MAX_ATTEMPTS
 from control.notify.redact import redacted
-from control.notify.sender import CLAIM_LEASE, MAX_ATTEMPTS
+from control.notify.sender import CLAIM_LEASE
 from tests.conftest import OPERATOR_KEY
 from tests.console import ConsolePages
 from tests.control.notify_helpers import Receiver, add_servers, routed, sender, statuses
@@ -256,7 +257,7 @@ def test_a_failing_channel_is_retried_with_backoff_until_it_recovers(
     assert receiver.titles() == ["homelabcmd error: web-1"]
     row = Notification.get()
     assert (row.status, row.attempts) == (NotificationStatus.SENT, 2)
-    logged = [r.getMessage() for r in caplog.records if r.name == "control.notify.sender"]
+    logged = [r.getMessage() for r in caplog.records if r.name == "control.notify.delivery"]
     channel = redacted(settings.notify_urls.split(",")[0])
     assert [line.split(" (")[0] for line in logged] == [
         f"notification to {channel} failed",

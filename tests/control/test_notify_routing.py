@@ -14,8 +14,8 @@ from control.fleet.events import EventType
 from control.models import Notification, NotificationKind
 from control.notify import messages, routing
 from control.notify.channels import channel_id, split_urls
+from control.notify.delivery import retry_delay
 from control.notify.redact import redacted, scheme_of, secrets_of
-from control.notify.sender import retry_delay
 from tests.control.notify_helpers import add_servers, routed
 
 HOOK = "json://127.0.0.1:9/hook"
