@@ -64,16 +64,17 @@ class _LabelledFamily(Metric):
     """A family whose samples share one tuple of label names, given values by ``add_metric``."""
 
     _suffix = ""
+    _type = ""  # the text format's TYPE, set by each subclass
 
     def __init__(
         self,
         name: str,
         documentation: str,
-        typ: str,
-        value: float | None,
-        labels: Sequence[str] | None,
+        value: float | None = None,
+        labels: Sequence[str] | None = None,
     ) -> None:
-        super().__init__(name, documentation, typ)
+        name = name.removesuffix(self._suffix) if self._suffix else name
+        super().__init__(name, documentation, self._type)
         if labels is not None and value is not None:
             raise ValueError("can only specify at most one of value and labels")
         self._labelnames = tuple(labels or ())
@@ -101,39 +102,17 @@ class _LabelledFamily(Metric):
 class GaugeMetricFamily(_LabelledFamily):
     """A gauge: ``value=`` for a family of one unlabelled series, or ``labels=`` and add_metric."""
 
-    def __init__(
-        self,
-        name: str,
-        documentation: str,
-        value: float | None = None,
-        labels: Sequence[str] | None = None,
-    ) -> None:
-        super().__init__(name, documentation, "gauge", value, labels)
+    _type = "gauge"
 
 
 class CounterMetricFamily(_LabelledFamily):
     """A counter: the family is named without ``_total``, its samples with it."""
 
     _suffix = "_total"
-
-    def __init__(
-        self,
-        name: str,
-        documentation: str,
-        value: float | None = None,
-        labels: Sequence[str] | None = None,
-    ) -> None:
-        super().__init__(name.removesuffix("_total"), documentation, "counter", value, labels)
+    _type = "counter"
 
 
 class UnknownMetricFamily(_LabelledFamily):
     """An untyped family (the text format's ``untyped``), as node_exporter's netstat/vmstat."""
 
-    def __init__(
-        self,
-        name: str,
-        documentation: str,
-        value: float | None = None,
-        labels: Sequence[str] | None = None,
-    ) -> None:
-        super().__init__(name, documentation, "unknown", value, labels)
+    _type = "unknown"
